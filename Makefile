@@ -1,0 +1,47 @@
+# qtagent: the single entry point. `make demo` and `make test` set up what is missing first.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+QTAGENT := $(VENV)/bin/qtagent
+PYTEST_LAB := python -m pytest -p no:cacheprovider -o addopts= --timeout=900
+
+.PHONY: help setup demo test test-unit test-lab lint fmt typecheck bench bench-lab clean
+
+help:
+	@echo "make demo   - set up, boot the emulated SR-IOV lab and run the end-to-end demo"
+	@echo "make test   - set up, then lint, type-check, unit tests and the lab tests (real kernel)"
+	@echo "make setup  - install system packages, the lab kernel, netdevsim and the venv (idempotent)"
+	@echo "make bench  - benchmarks (host and lab), each printing its ratio to a baseline"
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(QTAGENT) lab run -- $(PY) -m qtagent.lab.demo
+
+test: setup lint typecheck test-unit test-lab
+
+lint:
+	$(VENV)/bin/ruff check qtagent tests bench
+	$(VENV)/bin/ruff format --check qtagent tests bench
+
+fmt:
+	$(VENV)/bin/ruff format qtagent tests bench
+	$(VENV)/bin/ruff check --fix qtagent tests bench
+
+typecheck:
+	$(VENV)/bin/mypy
+
+test-unit:
+	$(PY) -m pytest tests/unit -q
+
+# One guest boot for the whole lab tier (a boot costs about a minute under TCG).
+test-lab:
+	$(QTAGENT) lab run -- $(PYTEST_LAB) tests/lab -q -rs
+
+bench:
+	$(PY) bench/bench_enumerate.py
+	$(QTAGENT) lab run -- $(PY) bench/bench_vf_knobs.py
+
+clean:
+	rm -rf lab-out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The qtagent command line."""

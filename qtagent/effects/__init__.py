@@ -1,0 +1,1 @@
+"""Effects: carry out plans against the kernel, with retry and read-back."""

@@ -1,0 +1,1 @@
+"""The emulated lab: an SR-IOV host in a QEMU guest."""

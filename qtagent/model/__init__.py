@@ -1,0 +1,1 @@
+"""Pure values describing the host: no I/O happens in this package."""

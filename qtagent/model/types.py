@@ -1,0 +1,109 @@
+"""Small value types with strict parsing: PCI addresses, MAC addresses, VF identities.
+
+Parsers here face operator input and kernel text alike; each raises
+:class:`qtagent.errors.InvalidInput` with a message that names the bad value and
+the expected form.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Final
+
+from qtagent.errors import InvalidInput
+
+_PCI_RE: Final = re.compile(
+    r"^(?:(?P<domain>[0-9a-fA-F]{4}):)?(?P<bus>[0-9a-fA-F]{2}):(?P<dev>[0-9a-fA-F]{2})\.(?P<fn>[0-7])$"
+)
+_MAC_RE: Final = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$")
+
+VLAN_MAX: Final = 4094
+QOS_MAX: Final = 7
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class PciAddress:
+    """A PCI function address, ``DDDD:BB:DD.F``."""
+
+    domain: int
+    bus: int
+    device: int
+    function: int
+
+    @classmethod
+    def parse(cls, text: str) -> PciAddress:
+        match = _PCI_RE.match(text.strip())
+        if match is None:
+            raise InvalidInput(
+                f"{text!r} is not a PCI address",
+                hint="write it as DDDD:BB:DD.F, for example 0000:41:00.0",
+            )
+        device = int(match["dev"], 16)
+        if device > 0x1F:
+            raise InvalidInput(f"{text!r}: PCI device number {device:#x} is above 0x1f")
+        return cls(int(match["domain"] or "0", 16), int(match["bus"], 16), device, int(match["fn"]))
+
+    def __str__(self) -> str:
+        return f"{self.domain:04x}:{self.bus:02x}:{self.device:02x}.{self.function}"
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class MacAddress:
+    """An Ethernet MAC address, kept as six bytes."""
+
+    octets: bytes
+
+    @classmethod
+    def parse(cls, text: str) -> MacAddress:
+        if _MAC_RE.match(text.strip()) is None:
+            raise InvalidInput(
+                f"{text!r} is not a MAC address", hint="write six hex pairs, e.g. 52:54:00:12:34:56"
+            )
+        return cls(bytes.fromhex(text.strip().replace(":", "")))
+
+    @classmethod
+    def random_local_unicast(cls) -> MacAddress:
+        """A random, locally administered, unicast MAC (the x2/x6/xA/xE first octet)."""
+        raw = bytearray(secrets.token_bytes(6))
+        raw[0] = (raw[0] & 0xFC) | 0x02
+        return cls(bytes(raw))
+
+    @property
+    def is_zero(self) -> bool:
+        return self.octets == bytes(6)
+
+    @property
+    def is_multicast(self) -> bool:
+        return bool(self.octets[0] & 0x01)
+
+    def __str__(self) -> str:
+        return ":".join(f"{b:02x}" for b in self.octets)
+
+
+ZERO_MAC: Final = MacAddress(bytes(6))
+
+
+def check_vlan(vlan: int, qos: int = 0) -> None:
+    """Refuse a VLAN id outside 0..4094 (0 = untagged) or a QoS outside 0..7."""
+    if not 0 <= vlan <= VLAN_MAX:
+        raise InvalidInput(f"VLAN {vlan} is out of range", hint=f"use 0 (none) to {VLAN_MAX}")
+    if not 0 <= qos <= QOS_MAX:
+        raise InvalidInput(f"QoS {qos} is out of range", hint=f"use 0 to {QOS_MAX}")
+    if qos and not vlan:
+        raise InvalidInput("QoS needs a VLAN", hint="give --vlan together with --qos")
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class VfId:
+    """A VF's identity: its PF (the PF's device name on its bus) and its index.
+
+    Never a netdev name: names change, this does not (FIELD-CASES C10).
+    """
+
+    pf: str
+    index: int
+
+    def __str__(self) -> str:
+        return f"{self.pf}/vf{self.index}"

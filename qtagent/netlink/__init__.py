@@ -1,0 +1,1 @@
+"""Netlink: the typed VF interface and its pyroute2 implementation."""

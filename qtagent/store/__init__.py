@@ -1,0 +1,1 @@
+"""Durable records: allocations and original VF settings (SQLite)."""

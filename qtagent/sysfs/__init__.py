@@ -1,0 +1,1 @@
+"""Readers and writers of /sys (under a configurable root)."""

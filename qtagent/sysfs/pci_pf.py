@@ -1,0 +1,134 @@
+"""SR-IOV physical functions on the PCI bus and their VFs (``virtfnN`` links).
+
+A PCI function is an SR-IOV PF when it has ``sriov_totalvfs``. A VF's identity
+is its PF's address plus the N of ``virtfnN`` (FIELD-CASES C10); its address,
+driver, netdev and IOMMU group are attributes read through that link.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from qtagent.errors import InvalidInput
+from qtagent.model.host import PciIdentity, PfBus, PfInfo, VfInfo, VfSettings
+from qtagent.model.types import PciAddress, VfId
+from qtagent.sysfs.attrs import is_dir, link_name, list_dir, read_count, read_int, read_text
+from qtagent.sysfs.context import ReadContext
+from qtagent.sysfs.iommu import group_number
+from qtagent.sysfs.netdev import netdev_name, read_netdev
+
+_log = logging.getLogger(__name__)
+
+_NO_SETTINGS = VfSettings()
+
+
+def read_pci_pfs(ctx: ReadContext) -> list[PfInfo]:
+    """Every SR-IOV PF: ``ls bus/pci/devices/*/sriov_totalvfs``, in address order."""
+    devices = ctx.root + "/bus/pci/devices"
+    pfs = []
+    for name in sorted(list_dir(devices)):
+        pf = read_pci_pf(ctx, name, f"{devices}/{name}")
+        if pf is not None:
+            pfs.append(pf)
+    return pfs
+
+
+def read_pci_pf(ctx: ReadContext, name: str, pf_dir: str) -> PfInfo | None:
+    """One PCI function as a PF; None if it is not SR-IOV capable or vanished."""
+    total_text = read_text(pf_dir + "/sriov_totalvfs", missing_ok=True)
+    if total_text is None:
+        return None
+    try:
+        address = PciAddress.parse(name)
+    except InvalidInput:
+        _log.debug("ls bus/pci/devices: %r is not a PCI address; ignored", name)
+        return None
+    total_vfs = _count(total_text)
+    if total_vfs is None:
+        _log.debug("cat %s/sriov_totalvfs: %r; taking 0 VFs", pf_dir, total_text[:40])
+        total_vfs = 0
+
+    vendor = read_int(pf_dir + "/vendor", 16)
+    netdev = read_netdev(pf_dir)
+    ifindex = netdev.ifindex if netdev is not None else None
+    numa_node = read_int(pf_dir + "/numa_node")
+    virtfns = _virtfn_indexes(pf_dir)
+    num_vfs = read_count(pf_dir + "/sriov_numvfs")
+    if num_vfs is None:
+        num_vfs = len(virtfns)
+    address_text = str(address)
+    settings = ctx.vf_settings(address_text, ifindex)
+    vfs = []
+    for index in virtfns:
+        vf = _read_vf(ctx, address_text, f"{pf_dir}/virtfn{index}", index, settings)
+        if vf is not None:
+            vfs.append(vf)
+
+    if not is_dir(pf_dir):
+        _log.debug("PF %s vanished while it was read; left out", address_text)
+        return None
+    return PfInfo(
+        name=address_text,
+        bus=PfBus.PCI,
+        address=address,
+        identity=_identity(ctx, vendor, read_int(pf_dir + "/device", 16)),
+        driver=link_name(pf_dir + "/driver"),
+        netdev=netdev.name if netdev is not None else None,
+        ifindex=ifindex,
+        mac=netdev.mac if netdev is not None else None,
+        operstate=netdev.operstate if netdev is not None else None,
+        speed_mbps=netdev.speed_mbps if netdev is not None else None,
+        numa_node=numa_node if numa_node is not None and numa_node >= 0 else None,
+        iommu_group=group_number(pf_dir),
+        total_vfs=total_vfs,
+        num_vfs=num_vfs,
+        vfs=tuple(vfs),
+        vf_identity=_identity(ctx, vendor, read_int(pf_dir + "/sriov_vf_device", 16)),
+    )
+
+
+def _count(text: str) -> int | None:
+    return int(text) if text.isdigit() else None
+
+
+def _virtfn_indexes(pf_dir: str) -> list[int]:
+    """The N of every ``$pf/virtfnN`` link, ascending."""
+    return sorted(
+        int(entry[6:])
+        for entry in list_dir(pf_dir)
+        if entry.startswith("virtfn") and entry[6:].isdigit()
+    )
+
+
+def _read_vf(
+    ctx: ReadContext, pf_name: str, link: str, index: int, settings: Mapping[int, VfSettings]
+) -> VfInfo | None:
+    """One VF through ``$pf/virtfnN``; None if the link is garbage or dangles."""
+    target = link_name(link)
+    try:
+        address = PciAddress.parse(target or "")
+    except InvalidInput:
+        _log.debug("readlink %s: %r is not a PCI function; VF %d left out", link, target, index)
+        return None
+    driver = link_name(link + "/driver")
+    if driver is None and not is_dir(link):
+        _log.debug("%s dangles (VF %s vanished); left out", link, address)
+        return None
+    group = group_number(link)
+    return VfInfo(
+        id=VfId(pf_name, index),
+        address=address,
+        driver=driver,
+        netdev=netdev_name(link),
+        iommu_group=ctx.iommu.group(group) if group is not None else None,
+        settings=settings.get(index, _NO_SETTINGS),
+    )
+
+
+def _identity(ctx: ReadContext, vendor: int | None, device: int | None) -> PciIdentity | None:
+    if vendor is None or device is None or not (0 <= vendor <= 0xFFFF and 0 <= device <= 0xFFFF):
+        return None
+    return PciIdentity(
+        vendor, device, ctx.pci_ids.vendor_name(vendor), ctx.pci_ids.device_name(vendor, device)
+    )

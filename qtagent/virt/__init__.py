@@ -1,0 +1,1 @@
+"""libvirt: domain XML and the one module that imports the libvirt binding."""
