@@ -96,7 +96,13 @@ def bare_walk(root: str) -> list[dict[str, Any]]:
         for index in sorted(int(e[6:]) for e in entries if e.startswith("virtfn")):
             link = f"{pf}/virtfn{index}"
             vfs.append(
-                (index, _readlink(link), _readlink(link + "/driver"), _ls(link + "/net"), group(link))
+                (
+                    index,
+                    _readlink(link),
+                    _readlink(link + "/driver"),
+                    _ls(link + "/net"),
+                    group(link),
+                )
             )
         pfs.append(
             {
@@ -194,13 +200,55 @@ def pyudev_child(runs: int) -> None:
     print(json.dumps({"pfs": len(result), "vfs": n_vfs, "times": times}))
 
 
+# libudev (systemd >= 250) also checks with fstatfs that a device lives on sysfs
+# (SYSFS_MAGIC) and refuses any other file system, so a bind-mounted fake tree is
+# "no device" to it. This preload shim, compiled for the namespaced child only,
+# reports SYSFS_MAGIC for anything under /sys; libudev's reads stay real.
+_SYSFS_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+int fstatfs64(int fd, struct statfs64 *buf) {
+    static int (*real)(int, struct statfs64 *);
+    char link[64], path[4096];
+    if (!real) real = (int (*)(int, struct statfs64 *))dlsym(RTLD_NEXT, "fstatfs64");
+    int r = real(fd, buf);
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, sizeof path - 1);
+    if (r == 0 && n >= 4) {
+        path[n] = 0;
+        if (strncmp(path, "/sys", 4) == 0 && (path[4] == 0 || path[4] == '/'))
+            buf->f_type = 0x62656572; /* SYSFS_MAGIC */
+    }
+    return r;
+}
+"""
+
+
+def _build_shim(tmp: Path) -> Path | None:
+    source, shim = tmp / "sysfs_shim.c", tmp / "sysfs_shim.so"
+    source.write_text(_SYSFS_SHIM)
+    proc = subprocess.run(
+        ["cc", "-shared", "-fPIC", "-O2", "-o", str(shim), str(source), "-ldl"],
+        capture_output=True,
+        check=False,
+    )
+    return shim if proc.returncode == 0 else None
+
+
 def run_pyudev(root: Path, runs: int) -> dict[str, Any] | str:
     """Time pyudev in a private mount namespace with ``root`` over /sys."""
     if os.geteuid() != 0:
         return "skipped: needs root for unshare -m"
+    shim = _build_shim(root.parent)
+    if shim is None:
+        return "skipped: no C compiler for the sysfs-magic shim"
     script = (
-        f"mount --bind {root} /sys && exec {sys.executable} {Path(__file__).resolve()}"
-        f" --pyudev-child --runs {runs}"
+        f"mount --bind {root} /sys && LD_PRELOAD={shim} exec {sys.executable}"
+        f" {Path(__file__).resolve()} --pyudev-child --runs {runs}"
     )
     proc = subprocess.run(
         ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
@@ -257,24 +305,30 @@ def main() -> int:
         for _ in range(args.runs):  # interleaved, so load from neighbours hits both
             ours += _time(reader.snapshot, 1)
             bare += _time(lambda: bare_walk(str(root)), 1)
-        cold_reader = SysfsReader(root, pci_ids=PciIdDatabase())
-        cold = _time(cold_reader.snapshot, 1)[0]
+        cold = statistics.median(  # a fresh reader each time: pci.ids read and searched
+            _time(lambda: SysfsReader(root, pci_ids=PciIdDatabase()).snapshot(), 1)[0]
+            for _ in range(5)
+        )
 
         ms = 1000.0
         q, b = statistics.median(ours), statistics.median(bare)
         print(f"tree: {N_PFS} PFs x {N_VFS} VFs ({n_vfs} VFs), median of {args.runs} runs")
         print(f"  bare os walk (limit)   {b * ms:8.2f} ms")
-        print(f"  qtagent snapshot       {q * ms:8.2f} ms   ratio {q / b:.2f}x bare"
-              f"  (target <= {TARGET_RATIO}x: {'met' if q / b <= TARGET_RATIO else 'MISSED'})")
-        print(f"  qtagent, cold pci.ids  {cold * ms:8.2f} ms   (first snapshot of a process)")
+        print(
+            f"  qtagent snapshot       {q * ms:8.2f} ms   ratio {q / b:.2f}x bare"
+            f"  (target <= {TARGET_RATIO}x: {'met' if q / b <= TARGET_RATIO else 'MISSED'})"
+        )
+        print(f"  qtagent, cold pci.ids  {cold * ms:8.2f} ms   (fresh reader, median of 5)")
         if not args.no_pyudev:
             result = run_pyudev(root, args.runs)
             if isinstance(result, str):
                 print(f"  pyudev                 {result}")
             else:
                 p = statistics.median(result["times"])
-                print(f"  pyudev (libudev)       {p * ms:8.2f} ms   ratio {p / b:.2f}x bare,"
-                      f" qtagent is {p / q:.1f}x faster   ({result['pfs']} PFs, {result['vfs']} VFs)")
+                print(
+                    f"  pyudev (libudev)       {p * ms:8.2f} ms   ratio {p / b:.2f}x bare,"
+                    f" qtagent is {p / q:.1f}x faster   ({result['pfs']} PFs, {result['vfs']} VFs)"
+                )
     return 0
 
 

@@ -20,7 +20,7 @@ from qtagent.errors import KernelError, QtagentError, Timeout, Unsupported
 from qtagent.model.host import VfInfo
 from qtagent.model.types import PciAddress
 from qtagent.plan.binding import check_vfio_viable
-from qtagent.sysfs.pci import driver_of, iommu_group_of, is_bridge
+from qtagent.sysfs.pci import driver_of, iommu_group_of
 from qtagent.sysfs.writer import SysfsWriter
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,7 @@ class PciBinder:
 
     def to_vfio(self, vf: VfInfo, remember: Callable[[str | None], None]) -> BindResult:
         """Bind ``vf`` to vfio-pci. ``remember(original_driver)`` must make it durable."""
-        bridges = {addr for addr, _ in (vf.iommu_group.members if vf.iommu_group else ())}
-        check_vfio_viable(vf, {a for a in bridges if is_bridge(self.sysfs, a)})
+        check_vfio_viable(vf)
         address = _pci(vf)
         original = driver_of(self.sysfs, address)
         if original == VFIO:

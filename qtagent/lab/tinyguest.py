@@ -24,7 +24,9 @@ mount -t devtmpfs dev /dev 2>/dev/null
 echo "tinyguest: up"
 last=""
 while true; do
-    now=$(for d in /sys/bus/pci/devices/*; do echo "$(basename $d)=$(cat $d/vendor):$(cat $d/device)"; done)
+    now=$(for d in /sys/bus/pci/devices/*; do
+        echo "$(basename $d)=$(cat $d/vendor):$(cat $d/device)"
+    done)
     if [ "$now" != "$last" ]; then
         echo "tinyguest: pci $(echo $now | tr '\\n' ' ')"
         last="$now"

@@ -107,3 +107,22 @@ class VfId:
 
     def __str__(self) -> str:
         return f"{self.pf}/vf{self.index}"
+
+
+VM_NAME_MAX: Final = 255  # bytes of UTF-8; libvirt keeps one file per domain name
+
+
+def check_vm_name(name: str) -> None:
+    """Refuse a VM (libvirt domain) name libvirt would refuse, and control characters."""
+    if not isinstance(name, str) or not name or name != name.strip():
+        raise InvalidInput(
+            f"{name!r} is not a VM name", hint="give a non-empty name without outer spaces"
+        )
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"VM name {name!r} is not valid Unicode text") from None
+    if len(encoded) > VM_NAME_MAX:
+        raise InvalidInput(f"VM name is longer than {VM_NAME_MAX} bytes")
+    if "/" in name or any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in name):
+        raise InvalidInput(f"VM name {name!r} contains '/' or a control character")

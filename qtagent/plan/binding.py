@@ -8,8 +8,6 @@ PCI bridges in a group do not count (VFIO tolerates them).
 
 from __future__ import annotations
 
-from collections.abc import Set
-
 from qtagent.errors import Conflict, Unsupported
 from qtagent.model.host import IommuGroup, VfInfo
 from qtagent.model.types import PciAddress
@@ -18,17 +16,19 @@ VFIO_SAFE_DRIVERS = frozenset({None, "vfio-pci", "pci-stub"})
 
 
 def blocking_members(
-    vf_address: PciAddress, group: IommuGroup, bridges: Set[PciAddress]
+    vf_address: PciAddress, group: IommuGroup
 ) -> list[tuple[PciAddress, str | None]]:
     """The other devices of the group that keep it from being viable for VFIO."""
     return [
         (address, driver)
         for address, driver in group.members
-        if address != vf_address and address not in bridges and driver not in VFIO_SAFE_DRIVERS
+        if address != vf_address
+        and address not in group.bridges
+        and driver not in VFIO_SAFE_DRIVERS
     ]
 
 
-def check_vfio_viable(vf: VfInfo, bridges: Set[PciAddress] = frozenset()) -> None:
+def check_vfio_viable(vf: VfInfo) -> None:
     """Raise unless ``vf`` can be bound to vfio-pci and handed to a VM."""
     if vf.address is None:
         raise Unsupported(
@@ -40,7 +40,7 @@ def check_vfio_viable(vf: VfInfo, bridges: Set[PciAddress] = frozenset()) -> Non
             f"{vf.id} ({vf.address}) is in no IOMMU group; VFIO needs an IOMMU",
             hint="enable the IOMMU: boot with intel_iommu=on (or amd_iommu=on) iommu=pt",
         )
-    blockers = blocking_members(vf.address, vf.iommu_group, bridges)
+    blockers = blocking_members(vf.address, vf.iommu_group)
     if blockers:
         names = ", ".join(f"{addr} (driver {drv})" for addr, drv in blockers)
         raise Conflict(

@@ -25,8 +25,8 @@ _MAX_ATTR: Final = 4096
 _OPEN_FLAGS: Final = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
 
 
-def read_text(path: str, *, missing_ok: bool = False) -> str | None:
-    """``cat $path``, stripped; None if it cannot be read or decoded.
+def read_bytes(path: str, *, missing_ok: bool = False) -> bytes | None:
+    """``cat $path`` as raw bytes; None if it cannot be opened or read.
 
     ``missing_ok`` skips the debug line when the file does not exist: for probes
     such as "is this function SR-IOV capable", where absence is the usual answer.
@@ -38,12 +38,19 @@ def read_text(path: str, *, missing_ok: bool = False) -> str | None:
             _log.debug("cat %s: %s", path, err.strerror)
         return None
     try:
-        data = os.read(fd, _MAX_ATTR)
+        return os.read(fd, _MAX_ATTR)
     except OSError as err:
         _log.debug("cat %s: %s", path, err.strerror)
         return None
     finally:
         os.close(fd)
+
+
+def read_text(path: str) -> str | None:
+    """``cat $path``, stripped; None if it cannot be read or is not ASCII text."""
+    data = read_bytes(path)
+    if data is None:
+        return None
     try:
         return data.decode("ascii").strip()
     except UnicodeDecodeError:
@@ -74,7 +81,7 @@ def read_count(path: str) -> int | None:
 def link_name(path: str) -> str | None:
     """``basename $(readlink $path)``: the name a link points at (a driver, a group)."""
     try:
-        target = os.readlink(path)  # noqa: PTH115 - str paths on the hot path, see above
+        target = os.readlink(path)
     except OSError as err:
         _log.debug("readlink %s: %s", path, err.strerror)
         return None
@@ -85,7 +92,7 @@ def link_name(path: str) -> str | None:
 def list_dir(path: str) -> list[str]:
     """``ls $path``; empty if it is missing or not a directory."""
     try:
-        return os.listdir(path)  # noqa: PTH208 - names only, no Path objects
+        return os.listdir(path)
     except OSError as err:
         _log.debug("ls %s: %s", path, err.strerror)
         return []
@@ -93,4 +100,4 @@ def list_dir(path: str) -> list[str]:
 
 def is_dir(path: str) -> bool:
     """``test -d $path`` (follows links, so a dangling link is False)."""
-    return os.path.isdir(path)  # noqa: PTH112 - str paths on the hot path
+    return os.path.isdir(path)

@@ -7,8 +7,9 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from qtagent.errors import QtagentError
+from qtagent.errors import InvalidInput, QtagentError
 from qtagent.model.host import VfSettings
+from qtagent.model.types import PciAddress
 from qtagent.netlink.api import VfNetlink
 from qtagent.sysfs.iommu import IommuGroups
 from qtagent.sysfs.pci_ids import PciIdDatabase
@@ -24,9 +25,24 @@ class ReadContext:
     pci_ids: PciIdDatabase
     netlink: VfNetlink | None = None
     iommu: IommuGroups = field(init=False)
+    _addresses: dict[str, PciAddress | None] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.iommu = IommuGroups(self.root)
+        self.iommu = IommuGroups(self.root, self.pci_address)
+
+    def pci_address(self, text: str) -> PciAddress | None:
+        """``text`` as a PCI address, None if it is not one (parsed once per snapshot:
+        a VF's address shows up again as a member of its IOMMU group)."""
+        try:
+            return self._addresses[text]
+        except KeyError:
+            pass
+        try:
+            address: PciAddress | None = PciAddress.parse(text)
+        except InvalidInput:
+            address = None
+        self._addresses[text] = address
+        return address
 
     def vf_settings(self, pf_name: str, ifindex: int | None) -> Mapping[int, VfSettings]:
         """The PF's VF settings over netlink (``ip link show $pf``); empty if unavailable.

@@ -8,9 +8,9 @@ member with its driver, and which members are bridges.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Final
 
-from qtagent.errors import InvalidInput
 from qtagent.model.host import IommuGroup
 from qtagent.model.types import PciAddress
 from qtagent.sysfs.attrs import link_name, list_dir, read_int
@@ -34,10 +34,14 @@ def group_number(device_dir: str) -> int | None:
 
 
 class IommuGroups:
-    """Reads groups on demand and keeps each for the rest of one snapshot."""
+    """Reads groups on demand and keeps each for the rest of one snapshot.
 
-    def __init__(self, root: str) -> None:
+    ``parse`` turns a member's name into a PCI address, None if it is not one.
+    """
+
+    def __init__(self, root: str, parse: Callable[[str], PciAddress | None]) -> None:
         self._root = root
+        self._parse = parse
         self._groups: dict[int, IommuGroup] = {}
 
     def group(self, number: int) -> IommuGroup:
@@ -57,9 +61,8 @@ class IommuGroups:
         members: list[tuple[PciAddress, str | None]] = []
         bridges: list[PciAddress] = []
         for name in list_dir(devices):
-            try:
-                address = PciAddress.parse(name)
-            except InvalidInput:
+            address = self._parse(name)
+            if address is None:
                 _log.debug("iommu group %d: %r is not a PCI function; ignored", number, name)
                 continue
             member = f"{devices}/{name}"

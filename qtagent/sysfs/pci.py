@@ -8,8 +8,6 @@ from pathlib import Path
 
 from qtagent.model.types import PciAddress
 
-PCI_CLASS_BRIDGE = 0x0604
-
 
 def device_dir(root: Path, address: PciAddress) -> Path:
     return root / "bus" / "pci" / "devices" / str(address)
@@ -21,15 +19,6 @@ def driver_of(root: Path, address: PciAddress) -> str | None:
         return os.path.basename(os.readlink(device_dir(root, address) / "driver"))
     except OSError:
         return None
-
-
-def is_bridge(root: Path, address: PciAddress) -> bool:
-    """Whether the function's class (cat .../class) is a PCI-to-PCI bridge."""
-    try:
-        value = int((device_dir(root, address) / "class").read_text().strip(), 16)
-    except (OSError, ValueError):
-        return False
-    return value >> 8 == PCI_CLASS_BRIDGE
 
 
 def iommu_group_of(root: Path, address: PciAddress) -> int | None:

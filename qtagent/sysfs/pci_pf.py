@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from qtagent.errors import InvalidInput
 from qtagent.model.host import PciIdentity, PfBus, PfInfo, VfInfo, VfSettings
-from qtagent.model.types import PciAddress, VfId
-from qtagent.sysfs.attrs import is_dir, link_name, list_dir, read_count, read_int, read_text
+from qtagent.model.types import VfId
+from qtagent.sysfs.attrs import is_dir, link_name, list_dir, read_bytes, read_count, read_int
 from qtagent.sysfs.context import ReadContext
 from qtagent.sysfs.iommu import group_number
 from qtagent.sysfs.netdev import netdev_name, read_netdev
@@ -36,23 +35,29 @@ def read_pci_pfs(ctx: ReadContext) -> list[PfInfo]:
 
 def read_pci_pf(ctx: ReadContext, name: str, pf_dir: str) -> PfInfo | None:
     """One PCI function as a PF; None if it is not SR-IOV capable or vanished."""
-    total_text = read_text(pf_dir + "/sriov_totalvfs", missing_ok=True)
-    if total_text is None:
+    total_raw = read_bytes(pf_dir + "/sriov_totalvfs", missing_ok=True)
+    if total_raw is None:
         return None
-    try:
-        address = PciAddress.parse(name)
-    except InvalidInput:
+    address = ctx.pci_address(name)
+    if address is None:
         _log.debug("ls bus/pci/devices: %r is not a PCI address; ignored", name)
         return None
-    total_vfs = _count(total_text)
-    if total_vfs is None:
-        _log.debug("cat %s/sriov_totalvfs: %r; taking 0 VFs", pf_dir, total_text[:40])
+    total_raw = total_raw.strip()
+    if total_raw.isdigit():
+        total_vfs = int(total_raw)
+    else:
+        # Fail closed: a PF whose limit cannot be read takes no VFs.
+        _log.debug("cat %s/sriov_totalvfs: %r; taking 0 VFs", pf_dir, total_raw[:40])
         total_vfs = 0
 
     vendor = read_int(pf_dir + "/vendor", 16)
+    identity = _identity(ctx, vendor, read_int(pf_dir + "/device", 16))
+    vf_identity = _identity(ctx, vendor, read_int(pf_dir + "/sriov_vf_device", 16))
+    driver = link_name(pf_dir + "/driver")
     netdev = read_netdev(pf_dir)
     ifindex = netdev.ifindex if netdev is not None else None
     numa_node = read_int(pf_dir + "/numa_node")
+    iommu_group = group_number(pf_dir)
     virtfns = _virtfn_indexes(pf_dir)
     num_vfs = read_count(pf_dir + "/sriov_numvfs")
     if num_vfs is None:
@@ -65,6 +70,7 @@ def read_pci_pf(ctx: ReadContext, name: str, pf_dir: str) -> PfInfo | None:
         if vf is not None:
             vfs.append(vf)
 
+    # Everything above tolerates the PF going away; a PF that did is not shown half-read.
     if not is_dir(pf_dir):
         _log.debug("PF %s vanished while it was read; left out", address_text)
         return None
@@ -72,24 +78,20 @@ def read_pci_pf(ctx: ReadContext, name: str, pf_dir: str) -> PfInfo | None:
         name=address_text,
         bus=PfBus.PCI,
         address=address,
-        identity=_identity(ctx, vendor, read_int(pf_dir + "/device", 16)),
-        driver=link_name(pf_dir + "/driver"),
+        identity=identity,
+        driver=driver,
         netdev=netdev.name if netdev is not None else None,
         ifindex=ifindex,
         mac=netdev.mac if netdev is not None else None,
         operstate=netdev.operstate if netdev is not None else None,
         speed_mbps=netdev.speed_mbps if netdev is not None else None,
         numa_node=numa_node if numa_node is not None and numa_node >= 0 else None,
-        iommu_group=group_number(pf_dir),
+        iommu_group=iommu_group,
         total_vfs=total_vfs,
         num_vfs=num_vfs,
         vfs=tuple(vfs),
-        vf_identity=_identity(ctx, vendor, read_int(pf_dir + "/sriov_vf_device", 16)),
+        vf_identity=vf_identity,
     )
-
-
-def _count(text: str) -> int | None:
-    return int(text) if text.isdigit() else None
 
 
 def _virtfn_indexes(pf_dir: str) -> list[int]:
@@ -106,9 +108,8 @@ def _read_vf(
 ) -> VfInfo | None:
     """One VF through ``$pf/virtfnN``; None if the link is garbage or dangles."""
     target = link_name(link)
-    try:
-        address = PciAddress.parse(target or "")
-    except InvalidInput:
+    address = ctx.pci_address(target) if target is not None else None
+    if address is None:
         _log.debug("readlink %s: %r is not a PCI function; VF %d left out", link, target, index)
         return None
     driver = link_name(link + "/driver")

@@ -141,9 +141,7 @@ def igb_host(
         port = f"0000:{bus:02x}:00.0"
         pf_addr = f"0000:{bus + 1:02x}:00.0"
         host.functions.append(
-            FakeFunction(
-                port, 0x1B36, 0x000C, 0x060400, "pcieport", iommu_group=group, numa_node=p
-            )
+            FakeFunction(port, 0x1B36, 0x000C, 0x060400, "pcieport", iommu_group=group, numa_node=p)
         )
         pf_name = f"enp{bus + 1}s0"
         pf = FakePf(
@@ -159,7 +157,9 @@ def igb_host(
             netdev = None
             if vf_netdevs:
                 netdev = FakeNetdev(
-                    f"{pf_name}v{i}", ifindex=100 + p * 1000 + 1 + i, mac=f"02:00:00:00:{p:02x}:{i:02x}"
+                    f"{pf_name}v{i}",
+                    ifindex=100 + p * 1000 + 1 + i,
+                    mac=f"02:00:00:00:{p:02x}:{i:02x}",
                 )
             pf.vfs.append(FakeVf(vf_address(pf_addr, i), netdev=netdev, iommu_group=group))
             group += 1
