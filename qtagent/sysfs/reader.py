@@ -45,12 +45,12 @@ class SysfsReader:
     ) -> None:
         self.root = root
         self._root = os.fspath(root).rstrip("/") or "/"
-        self._pci_ids = pci_ids if pci_ids is not None else PciIdDatabase()
-        self._netlink = netlink
+        self.pci_ids = pci_ids if pci_ids is not None else PciIdDatabase()
+        self.netlink = netlink
 
     def snapshot(self) -> HostSnapshot:
         """Every SR-IOV PF: PCI PFs in address order, then netdevsim devices."""
-        ctx = ReadContext(self._root, self._pci_ids, self._netlink)
+        ctx = ReadContext(self._root, self.pci_ids, self.netlink)
         pfs = read_pci_pfs(ctx) + read_netdevsim_pfs(ctx)
         _log.debug("read %d PFs, %d VFs from %s", len(pfs), sum(len(p.vfs) for p in pfs), self.root)
         return HostSnapshot(tuple(pfs))

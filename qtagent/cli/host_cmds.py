@@ -1,0 +1,163 @@
+"""`qtagent pf ...`, `qtagent vf ...` and `qtagent apply`: the host's PFs and VFs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from qtagent.cli.common import MAC, ON_OFF, QOS, RATE, VLAN, holders, host
+from qtagent.cli.output import emit, table
+from qtagent.cli.views import PF_HEADERS, VF_HEADERS, pf_dict, pf_row, vf_dict, vf_row
+from qtagent.config import load_host_config
+from qtagent.effects.knobs import apply_knobs
+from qtagent.errors import InvalidInput, Unsupported
+from qtagent.model.host import LinkState
+from qtagent.model.types import MacAddress
+from qtagent.ops.apply import apply_config
+from qtagent.ops.provision import set_vf_count
+
+
+@click.group()
+def pf() -> None:
+    """Physical functions: list them, change their VF count."""
+
+
+@pf.command("list")
+def pf_list() -> None:
+    """Every SR-IOV capable PF on this host."""
+    snapshot = host().snapshot(settings=False)
+    rows = [pf_row(p) for p in snapshot.pfs]
+    text = table(PF_HEADERS, rows) if rows else "no SR-IOV capable PF found"
+    emit([pf_dict(p) for p in snapshot.pfs], text)
+
+
+@pf.command("set-vfs")
+@click.argument("pf_name", metavar="PF")
+@click.argument("count", type=click.IntRange(0, 4096))
+@click.option("--drain", is_flag=True, help="Detach and release every VF of the PF first.")
+def pf_set_vfs(pf_name: str, count: int, drain: bool) -> None:
+    """Give PF exactly COUNT VFs (no write if it has them already)."""
+    result = set_vf_count(host(), pf_name, count, drain=drain)
+    c = result.count
+    if not c.writes:
+        text = f"{c.pf}: already has {count} VFs; nothing written"
+    else:
+        writes = " then ".join(str(w) for w in c.writes)
+        text = f"{c.pf}: wrote {writes} to sriov_numvfs; {len(c.ready)} VFs ready"
+        text += f" after {c.waited_s:.1f} s"
+    if c.missing:
+        text += "\n" + "\n".join(
+            f"  VF{i} not ready: {why} (no configuration sent)" for i, why in c.missing
+        )
+    emit(result.to_dict(), text)
+    if c.partial:
+        raise SystemExit(6)
+
+
+@click.group()
+def vf() -> None:
+    """Virtual functions: list them, set their knobs, bind their driver."""
+
+
+@vf.command("list")
+@click.argument("pf_name", metavar="[PF]", required=False)
+def vf_list(pf_name: str | None) -> None:
+    """Every VF (of PF, if given) with its settings read back from the kernel."""
+    ctx = host()
+    snapshot = ctx.snapshot()
+    pfs = [snapshot.pf(pf_name)] if pf_name else list(snapshot.pfs)
+    held = holders(ctx)
+    vfs = [v for p in pfs for v in p.vfs]
+    text = table(VF_HEADERS, [vf_row(v, held) for v in vfs]) if vfs else "no VFs"
+    emit([vf_dict(v, held) for v in vfs], text)
+
+
+@vf.command("set")
+@click.argument("pf_name", metavar="PF")
+@click.argument("index", type=click.IntRange(0))
+@click.option("--mac", type=MAC, help="Admin MAC address.")
+@click.option("--vlan", type=VLAN, help="VLAN id (0 = none).")
+@click.option("--qos", type=QOS, default=0, help="802.1p priority for the VLAN.")
+@click.option("--spoofchk", type=ON_OFF, help="MAC spoof checking on|off.")
+@click.option("--trust", type=ON_OFF, help="Trusted mode on|off.")
+@click.option("--max-rate", type=RATE, help="Max TX rate in Mbit/s (0 = unlimited).")
+@click.option("--min-rate", type=RATE, help="Guaranteed TX rate in Mbit/s (0 = none).")
+@click.option("--link-state", type=click.Choice([s.value for s in LinkState]), help="Link state.")
+def vf_set(
+    pf_name: str,
+    index: int,
+    mac: MacAddress | None,
+    vlan: int | None,
+    qos: int,
+    spoofchk: bool | None,
+    trust: bool | None,
+    max_rate: int | None,
+    min_rate: int | None,
+    link_state: str | None,
+) -> None:
+    """Set knobs of VF INDEX of PF, each on its own, confirmed by read-back.
+
+    Answers per knob: applied, unchanged, unsupported or rejected.
+    """
+    from qtagent.plan.knobs import KnobRequest
+
+    request = KnobRequest(
+        mac=mac, vlan=vlan, qos=qos, spoofchk=spoofchk, trust=trust,
+        max_tx_rate=max_rate, min_tx_rate=min_rate,
+        link_state=LinkState(link_state) if link_state else None,
+    )  # fmt: skip
+    if not request.wanted():
+        raise InvalidInput(
+            "no knob given", hint="give at least one of --mac, --vlan, --spoofchk, ..."
+        )
+    ctx = host()
+    pf_info = ctx.pf(pf_name, settings=False)
+    pf_info.vf(index)
+    if pf_info.ifindex is None:
+        raise Unsupported(f"PF {pf_info.name} has no network interface to send VF settings through")
+    report = apply_knobs(ctx.netlink, pf_info.ifindex, index, request, pf_name=pf_info.netdev)
+    emit(report.to_dict(), report.table())
+
+
+@vf.command("bind")
+@click.argument("pf_name", metavar="PF")
+@click.argument("index", type=click.IntRange(0))
+@click.option("--driver", type=click.Choice(["vfio-pci", "host"]), required=True)
+def vf_bind(pf_name: str, index: int, driver: str) -> None:
+    """Move VF INDEX of PF to vfio-pci (after an IOMMU group check) or back to a host driver."""
+    ctx = host()
+    vf_info = ctx.pf(pf_name, settings=False).vf(index)
+    held = holders(ctx)
+    if vf_info.id in held:
+        raise InvalidInput(
+            f"{vf_info.id} is assigned to VM {held[vf_info.id]!r}; qtagent manages its driver",
+            hint=f"detach it first: qtagent vm detach {held[vf_info.id]} {vf_info.id.pf} {index}",
+        )
+    if driver == "vfio-pci":
+        result = ctx.binder.to_vfio(vf_info, remember=lambda _d: None)
+    else:
+        result = ctx.binder.to_host(vf_info, None)
+    before, after = result.before or "no driver", result.after or "no driver"
+    text = f"{vf_info.id} ({result.address}): {before} -> {after}"
+    if not result.changed:
+        text += " (unchanged)"
+    emit({"vf": str(vf_info.id), "address": str(result.address), "before": result.before,
+          "after": result.after, "changed": result.changed}, text)  # fmt: skip
+
+
+@click.command("apply")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def apply_cmd(file: Path) -> None:
+    """Apply a host config FILE (TOML): per PF its VF count and VF defaults. Idempotent."""
+    config = load_host_config(file)
+    results = apply_config(host(), config)
+    rows = [
+        (r.pf, r.name, len(r.count.ready), " then ".join(map(str, r.count.writes)) or "-",
+         sum(len(rep.results) for rep in r.defaults), "yes" if r.changed else "no")
+        for r in results
+    ]  # fmt: skip
+    emit(
+        [r.to_dict() for r in results],
+        table(("pf", "as named", "vfs", "writes", "knobs", "changed"), rows),
+    )

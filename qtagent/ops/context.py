@@ -1,0 +1,113 @@
+"""The edges one qtagent process talks to, created on first use and passed down.
+
+Nothing here is a module global: the CLI (and later the daemon) builds one
+HostContext from its options and hands it to the operations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+from qtagent.effects.binding import PciBinder
+from qtagent.model.host import HostSnapshot, PfInfo
+from qtagent.netlink.api import VfNetlink
+from qtagent.store.sqlite import DEFAULT_PATH
+from qtagent.store.store import Store
+from qtagent.sysfs.reader import SysfsReader
+from qtagent.sysfs.writer import SysfsWriter
+from qtagent.virt.api import VirtBackend
+
+NetlinkKind = Literal["rtnl", "pyroute2"]
+
+
+@dataclass(frozen=True, slots=True)
+class HostPaths:
+    """Where the host's interfaces are. Defaults are a real host's."""
+
+    sysfs_root: Path = Path("/sys")
+    dev_root: Path = Path("/dev")
+    db_path: Path = DEFAULT_PATH
+    libvirt_uri: str = "qemu:///system"
+    netlink: NetlinkKind = "rtnl"
+
+
+@dataclass
+class HostContext:
+    """Lazily opened edges for one process. Close it (or use ``with``) when done."""
+
+    paths: HostPaths = field(default_factory=HostPaths)
+    _netlink: VfNetlink | None = None
+    _store: Store | None = None
+    _virt: VirtBackend | None = None
+    _reader: SysfsReader | None = None
+    _writer: SysfsWriter | None = None
+    _settings_reader: SysfsReader = field(init=False)
+
+    def __enter__(self) -> HostContext:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def netlink(self) -> VfNetlink:
+        if self._netlink is None:
+            if self.paths.netlink == "pyroute2":
+                from qtagent.netlink.pyroute2_backend import Pyroute2VfNetlink
+
+                self._netlink = Pyroute2VfNetlink()
+            else:
+                from qtagent.netlink.rtnl_backend import RtnlVfNetlink
+
+                self._netlink = RtnlVfNetlink()
+        return self._netlink
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.paths.db_path)
+        return self._store
+
+    @property
+    def virt(self) -> VirtBackend:
+        if self._virt is None:
+            from qtagent.virt.libvirt_backend import LibvirtBackend
+
+            self._virt = LibvirtBackend(self.paths.libvirt_uri)
+        return self._virt
+
+    @property
+    def writer(self) -> SysfsWriter:
+        if self._writer is None:
+            self._writer = SysfsWriter(self.paths.sysfs_root)
+        return self._writer
+
+    @property
+    def binder(self) -> PciBinder:
+        return PciBinder(self.writer, self.paths.dev_root)
+
+    def snapshot(self, *, settings: bool = True) -> HostSnapshot:
+        """The host now; VF settings are read over netlink only when asked for
+        (opening netlink is the costly part of a read)."""
+        if self._reader is None:
+            self._reader = SysfsReader(self.paths.sysfs_root)
+            pci_ids = self._reader.pci_ids
+            self._settings_reader = SysfsReader(self.paths.sysfs_root, pci_ids=pci_ids)
+        if not settings:
+            return self._reader.snapshot()
+        self._settings_reader.netlink = self.netlink
+        return self._settings_reader.snapshot()
+
+    def pf(self, name: str, *, settings: bool = True) -> PfInfo:
+        return self.snapshot(settings=settings).pf(name)
+
+    def close(self) -> None:
+        for edge in (self._netlink, self._store, self._virt):
+            if edge is not None:
+                edge.close()
+        self._netlink = self._store = self._virt = None
