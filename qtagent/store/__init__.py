@@ -1,1 +1,24 @@
 """Durable records: allocations and original VF settings (SQLite)."""
+
+from qtagent.store.records import (
+    Allocation,
+    AllocationState,
+    OriginalVf,
+    PfDesired,
+    VfDefaults,
+    VmRef,
+)
+from qtagent.store.sqlite import DEFAULT_PATH, StoreError
+from qtagent.store.store import Store
+
+__all__ = [
+    "DEFAULT_PATH",
+    "Allocation",
+    "AllocationState",
+    "OriginalVf",
+    "PfDesired",
+    "Store",
+    "StoreError",
+    "VfDefaults",
+    "VmRef",
+]

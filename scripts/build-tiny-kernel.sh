@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Build the tiny guest kernel for VMs inside the lab (docs/lab.md, "The tiny guest").
+#
+#   scripts/build-tiny-kernel.sh OUTDIR [SOURCE_TARBALL]
+#
+# `make tinyconfig` of linux-source-6.12, the fragment qtagent/lab/tiny-kernel.config
+# merged over it, `make olddefconfig`, then `make bzImage`. Writes OUTDIR/tiny-bzImage
+# and OUTDIR/tiny-kernel.config (the full .config used). Refuses to install a kernel
+# whose .config lost a line of the fragment (a dependency Kconfig did not resolve).
+# The build tree is temporary (QTAGENT_TINY_BUILD_DIR keeps it for debugging).
+set -euo pipefail
+
+die() { printf 'build-tiny-kernel: error: %s\n' "$1" >&2; [ -n "${2:-}" ] && printf '  hint: %s\n' "$2" >&2; exit 1; }
+note() { printf '    %s\n' "$*" >&2; }
+
+[ $# -ge 1 ] || die "usage: $0 OUTDIR [SOURCE_TARBALL]"
+out=$1
+tarball=${2:-/usr/src/linux-source-6.12.tar.xz}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+fragment=$repo/qtagent/lab/tiny-kernel.config
+jobs=${QTAGENT_TINY_JOBS:-$(nproc)}
+
+[ -f "$tarball" ] || die "kernel source $tarball is missing" "install linux-source-6.12 (make setup does)"
+[ -f "$fragment" ] || die "config fragment $fragment is missing"
+for tool in gcc make flex bison bc; do
+    command -v "$tool" >/dev/null || die "$tool is not installed" "make setup installs the kernel build tools"
+done
+[ -f /usr/include/libelf.h ] || die "libelf-dev is not installed (objtool needs it)" "make setup installs it"
+
+if [ -n "${QTAGENT_TINY_BUILD_DIR:-}" ]; then
+    build=$QTAGENT_TINY_BUILD_DIR
+    mkdir -p "$build"
+else
+    build=$(mktemp -d /var/tmp/qtagent-tiny-kernel.XXXXXX)
+    trap 'rm -rf "$build"' EXIT
+fi
+log=$build/build.log
+src=$build/linux-source-6.12
+started=$(date +%s)
+
+if [ ! -f "$src/Makefile" ]; then
+    note "unpacking $(basename "$tarball") (without Documentation/*/ and other architectures)"
+    # Kconfig reads Documentation/Kconfig and arch/x86, never another architecture.
+    tar -xJf "$tarball" -C "$build" --exclude='linux-source-6.12/Documentation/*/*' \
+        --exclude='linux-source-6.12/arch/[!x]*/*' --exclude='linux-source-6.12/arch/xtensa' \
+        || die "could not unpack $tarball" "is the disk full? (about 1.6 GB are needed)"
+fi
+unpacked=$(date +%s)
+
+note "configuring: tinyconfig + $(basename "$fragment")"
+{ make -C "$src" tinyconfig \
+    && "$src/scripts/kconfig/merge_config.sh" -m -O "$src" "$src/.config" "$fragment" \
+    && make -C "$src" olddefconfig; } >"$log" 2>&1 || { tail -20 "$log" >&2; die "configuring the kernel failed" "see $log"; }
+
+# Every line of the fragment must be in the final .config, in the same form.
+missing=$(grep -E '^(CONFIG_|# CONFIG_)' "$fragment" | while IFS= read -r line; do
+    if [[ $line == "# "* ]]; then
+        name=${line#\# }; name=${name%% *}
+        grep -q "^$name=" "$src/.config" && echo "$line"
+    else
+        grep -qxF "$line" "$src/.config" || echo "$line"
+    fi
+done)
+[ -z "$missing" ] || die "the kernel's .config does not have: $(echo $missing)" \
+    "a dependency is off: look it up with 'make menuconfig' in a kept tree (QTAGENT_TINY_BUILD_DIR)"
+
+note "make -j$jobs bzImage (a few minutes; log: $log)"
+make -C "$src" -j"$jobs" bzImage >>"$log" 2>&1 \
+    || { grep -E 'error|Error' "$log" | tail -20 >&2; die "building the tiny kernel failed" "see the compiler output above"; }
+built=$(date +%s)
+
+mkdir -p "$out"
+install -m 0644 "$src/.config" "$out/tiny-kernel.config.tmp"
+install -m 0644 "$src/arch/x86/boot/bzImage" "$out/tiny-bzImage.tmp"
+mv "$out/tiny-kernel.config.tmp" "$out/tiny-kernel.config"
+mv "$out/tiny-bzImage.tmp" "$out/tiny-bzImage"
+note "built $out/tiny-bzImage ($(stat -c %s "$out/tiny-bzImage") bytes):" \
+    "unpack $((unpacked - started)) s, configure + build $((built - unpacked)) s"
