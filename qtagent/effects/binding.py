@@ -60,7 +60,7 @@ class PciBinder:
         remember(original)
         try:
             self.writer.set_driver_override(address, VFIO)
-            self.writer.unbind(address)
+            self._unbind(address)
             self.writer.probe(address)
             self._confirm(address, VFIO)
             group = iommu_group_of(self.sysfs, address)
@@ -86,7 +86,7 @@ class PciBinder:
             self.writer.set_driver_override(address, None)
             return BindResult(address, before, before, changed=False)
         self.writer.set_driver_override(address, None)
-        self.writer.unbind(address)
+        self._unbind(address)
         self.writer.probe(address)
         if original is not None:
             self._confirm(address, original)
@@ -102,6 +102,14 @@ class PciBinder:
                 self._confirm(address, original)
         except QtagentError:
             log.exception("rollback of %s to %s failed", address, original)
+
+    def _unbind(self, address: PciAddress) -> None:
+        """Unbind, first waiting for the driver's unbind file: right after the first VFs
+        of a boot appear, igbvf's /sys/bus/pci/drivers/igbvf/unbind is missing for
+        seconds (measured in the lab)."""
+        driver_dir = self.writer.pci_device(address) / "driver"
+        self._wait(lambda: not driver_dir.exists() or (driver_dir / "unbind").exists())
+        self.writer.unbind(address)
 
     def _confirm(self, address: PciAddress, driver: str) -> None:
         if not self._wait(lambda: driver_of(self.sysfs, address) == driver):

@@ -308,7 +308,8 @@ def test_plain_hostdev_leaves_the_vf_settings_to_qtagent(
     backend.define_and_start(tiny_vm(VM_B))
     with timed("attach_plain_hostdev"):
         backend.attach_hostdev(VM_B, hostdev_xml(vf0_on_vfio))
-    assert backend.attached_vfs(VM_B) == (AttachedVf(vf0_on_vfio, "hostdev", managed=False),)
+    (got,) = backend.attached_vfs(VM_B)
+    assert got == AttachedVf(vf0_on_vfio, "hostdev", managed=False, alias=got.alias)
     assert pf_reports(pf.netdev, 0) == (str(MAC_C), 300)
     backend.destroy(VM_B)
     # libvirt restored nothing: the settings stay for qtagent's own restore (C4)
