@@ -23,31 +23,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from qtagent.errors import ConfigError, InvalidInput
+from qtagent.model.desired import VfDefaults
 from qtagent.model.host import LinkState
 from qtagent.model.types import check_vlan
 
 SUPPORTED_VERSION: Final = 1
 MAX_VFS: Final = 4096  # the PCIe SR-IOV capability's 16-bit TotalVFs, rounded down sanely
 MAX_RATE_MBPS: Final = 10_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class VfDefaults:
-    """Settings every VF of a PF gets when created. None: leave as the driver sets it.
-
-    ``max_tx_rate`` and ``min_tx_rate`` are in Mbit/s, 0 meaning unlimited.
-    """
-
-    vlan: int | None = None
-    qos: int | None = None
-    spoofchk: bool | None = None
-    trust: bool | None = None
-    max_tx_rate: int | None = None
-    min_tx_rate: int | None = None
-    link_state: LinkState | None = None
-
-    def is_empty(self) -> bool:
-        return all(getattr(self, name) is None for name in self.__slots__)
 
 
 @dataclass(frozen=True, slots=True)

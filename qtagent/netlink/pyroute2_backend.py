@@ -102,8 +102,8 @@ class Pyroute2VfNetlink:
 
     def _socket(self) -> Any:
         if self._ipr is None:
-            from pyroute2 import IPRoute  # noqa: PLC0415 - lazy on purpose, see module doc
-            from pyroute2.netlink.exceptions import NetlinkError  # noqa: PLC0415
+            from pyroute2 import IPRoute
+            from pyroute2.netlink.exceptions import NetlinkError
 
             self._netlink_error = NetlinkError
             # pyroute2's "set" sends RTM_NEWLINK; send the RTM_SETLINK that `ip link set` means.

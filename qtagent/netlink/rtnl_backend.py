@@ -3,8 +3,8 @@
 The wire format lives in :mod:`qtagent.netlink.rtnl_wire`; this module only sends,
 receives and maps errno. It exists next to the pyroute2 backend because importing
 pyroute2 costs about 0.3 s on the host and 13-60 s inside the TCG lab guest, and its
-generic request layer made a 256-knob request 6-7x slower than ``ip -batch`` where
-this backend is within 1.15x (bench/bench_vf_knobs.py, docs/adr/0004).
+generic request layer made a 256-knob request about 7x slower than ``ip -batch`` where
+this backend took 0.5-1.1x its time (bench/bench_vf_knobs.py, docs/adr/0004).
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ is recorded first and marked applied only once the kernel shows every VF
 from __future__ import annotations
 
 import logging
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 
 from qtagent.config import HostConfig, PfConfig
 from qtagent.effects.vfcount import VfCountResult, apply_vf_count
@@ -69,7 +69,7 @@ def apply_config(ctx: HostContext, config: HostConfig) -> tuple[PfApplied, ...]:
         planned.append((wanted, pf, plan_vf_count(pf, wanted.num_vfs, held)))
     results = []
     for wanted, pf, plan in planned:
-        ctx.store.set_desired(pf.name, wanted.num_vfs)
+        ctx.store.set_desired(pf.name, wanted.num_vfs, wanted.vf_defaults)
         count = apply_vf_count(plan, ctx.writer, partial(ctx.pf, pf.name, settings=False))
         if not count.partial:
             ctx.store.mark_applied(pf.name, wanted.num_vfs)

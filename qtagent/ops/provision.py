@@ -12,9 +12,9 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from qtagent.config import VfDefaults
 from qtagent.effects.knobs import apply_knobs_many
 from qtagent.effects.vfcount import VfCountResult, apply_vf_count
+from qtagent.model.desired import VfDefaults
 from qtagent.model.host import PfInfo
 from qtagent.ops.assign import detach
 from qtagent.ops.context import HostContext

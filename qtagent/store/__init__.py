@@ -1,11 +1,11 @@
 """Durable records: allocations and original VF settings (SQLite)."""
 
+from qtagent.model.desired import VfDefaults
 from qtagent.store.records import (
     Allocation,
     AllocationState,
     OriginalVf,
     PfDesired,
-    VfDefaults,
     VmRef,
 )
 from qtagent.store.sqlite import DEFAULT_PATH, StoreError

@@ -16,7 +16,8 @@ from datetime import datetime
 from typing import Final
 
 from qtagent.errors import InvalidInput
-from qtagent.model.host import LinkState, VfSettings
+from qtagent.model.desired import VfDefaults
+from qtagent.model.host import VfSettings
 from qtagent.model.types import MacAddress, VfId, check_vlan, check_vm_name
 
 # A PF's device name on its bus: a PCI address (0000:41:00.0) or netdevsimN.
@@ -130,22 +131,12 @@ class OriginalVf:
             raise InvalidInput(f"{self.driver!r} is not a driver name")
 
 
-@dataclass(frozen=True, slots=True)
-class VfDefaults:
-    """Settings every VF of a PF gets when it is handed out (from ``qtagent apply``).
-
-    ``None`` leaves a knob as the driver has it. Rates are in Mbit/s, 0 meaning
-    unlimited.
-    """
-
-    spoofchk: bool | None = None
-    trust: bool | None = None
-    link_state: LinkState | None = None
-    max_tx_rate: int | None = None
-    min_tx_rate: int | None = None
-
-    def __post_init__(self) -> None:
-        _check_rates(self.max_tx_rate, self.min_tx_rate)
+def check_defaults(defaults: VfDefaults) -> None:
+    """Refuse VF defaults that could not be programmed (range-checked again here:
+    the store must not hold what the config parser would have refused)."""
+    if defaults.vlan is not None or defaults.qos is not None:
+        check_vlan(defaults.vlan or 0, defaults.qos or 0)
+    _check_rates(defaults.max_tx_rate, defaults.min_tx_rate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +156,7 @@ class PfDesired:
     def __post_init__(self) -> None:
         check_pf_name(self.pf)
         check_num_vfs(self.num_vfs)
+        check_defaults(self.defaults)
 
 
 def check_num_vfs(num_vfs: int) -> None:

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from qtagent.errors import InvalidInput
+from qtagent.model.desired import VfDefaults
 from qtagent.model.host import LinkState, VfSettings
 from qtagent.model.types import MacAddress, VfId
 from qtagent.store.records import (
@@ -21,7 +22,6 @@ from qtagent.store.records import (
     AllocationState,
     OriginalVf,
     PfDesired,
-    VfDefaults,
     VmRef,
 )
 from qtagent.store.sqlite import StoreError
@@ -55,17 +55,17 @@ INSERT_ORIGINAL = """
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 SELECT_DESIRED = """
-    SELECT pf, num_vfs, spoofchk, trust, link_state, max_tx_rate, min_tx_rate, updated_at,
-           applied_at
+    SELECT pf, num_vfs, vlan, qos, spoofchk, trust, link_state, max_tx_rate, min_tx_rate,
+           updated_at, applied_at
     FROM pf_desired
 """
 DESIRED_BY_PF = SELECT_DESIRED + " WHERE pf = ?"
 ALL_DESIRED = SELECT_DESIRED + " ORDER BY pf"
 UPSERT_DESIRED = """
     INSERT OR REPLACE INTO pf_desired
-        (pf, num_vfs, spoofchk, trust, link_state, max_tx_rate, min_tx_rate, updated_at,
+        (pf, num_vfs, vlan, qos, spoofchk, trust, link_state, max_tx_rate, min_tx_rate, updated_at,
          applied_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 
@@ -120,9 +120,11 @@ def original_from_row(row: tuple[Any, ...]) -> OriginalVf:
 
 
 def desired_from_row(row: tuple[Any, ...]) -> PfDesired:
-    pf, num_vfs, spoofchk, trust, link, max_rate, min_rate, updated, applied = row
+    pf, num_vfs, vlan, qos, spoofchk, trust, link, max_rate, min_rate, updated, applied = row
     with _row_errors("pf_desired", pf, None):
         defaults = VfDefaults(
+            vlan=vlan,
+            qos=qos,
             spoofchk=_flag(spoofchk),
             trust=_flag(trust),
             link_state=LinkState(link) if link is not None else None,

@@ -77,6 +77,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             CREATE TABLE pf_desired (
                 pf          TEXT PRIMARY KEY,
                 num_vfs     INTEGER NOT NULL CHECK (num_vfs BETWEEN 0 AND 65536),
+                vlan        INTEGER CHECK (vlan BETWEEN 0 AND 4094),
+                qos         INTEGER CHECK (qos BETWEEN 0 AND 7),
                 spoofchk    INTEGER CHECK (spoofchk IN (0, 1)),
                 trust       INTEGER CHECK (trust IN (0, 1)),
                 link_state  TEXT CHECK (link_state IN ('auto', 'enable', 'disable')),

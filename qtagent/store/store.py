@@ -21,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 
 from qtagent.errors import Conflict, InvalidInput, NotFound, QtagentError
+from qtagent.model.desired import VfDefaults
 from qtagent.model.host import VfSettings
 from qtagent.model.types import MacAddress, VfId, check_vlan
 from qtagent.store import rows
@@ -30,8 +31,8 @@ from qtagent.store.records import (
     AllocationState,
     OriginalVf,
     PfDesired,
-    VfDefaults,
     VmRef,
+    check_defaults,
     check_num_vfs,
     check_pf_name,
     check_settings,
@@ -233,6 +234,7 @@ class Store:
         check_pf_name(pf)
         check_num_vfs(num_vfs)
         d = defaults if defaults is not None else VfDefaults()
+        check_defaults(d)
         now = self._now()
         with self.transaction():
             before = self.desired(pf)
@@ -240,8 +242,9 @@ class Store:
             with sql_errors(f"record the desired state of {pf}"):
                 self._conn.execute(
                     rows.UPSERT_DESIRED,
-                    (pf, num_vfs, as_bit(d.spoofchk), as_bit(d.trust), as_text(d.link_state),
-                     d.max_tx_rate, d.min_tx_rate, now, applied.isoformat() if applied else None),
+                    (pf, num_vfs, d.vlan, d.qos, as_bit(d.spoofchk), as_bit(d.trust),
+                     as_text(d.link_state), d.max_tx_rate, d.min_tx_rate, now,
+                     applied.isoformat() if applied else None),
                 )  # fmt: skip
             result = self.desired(pf)
         assert result is not None

@@ -464,7 +464,9 @@ def test_bad_driver_and_rates_are_refused(store: Store) -> None:
     with pytest.raises(InvalidInput):
         store.record_originals(VF2, VfSettings(max_tx_rate=-5), "igbvf")
     with pytest.raises(InvalidInput):
-        VfDefaults(max_tx_rate=1 << 40)
+        store.set_desired(PF, 1, VfDefaults(max_tx_rate=1 << 40))
+    with pytest.raises(InvalidInput):
+        store.set_desired(PF, 1, VfDefaults(qos=3))
     with pytest.raises(InvalidInput):
         store.set_desired(PF, -1)
     assert store.originals(VF2) is None
