@@ -50,5 +50,6 @@ EOF
 fi
 
 export PATH="${QTAGENT_VENV}/bin:$PATH"
+export PYTHONUNBUFFERED=1  # output reaches the host as it happens
 say "ready"
 exec sh -c "$1"

@@ -1,39 +1,54 @@
-"""A tiny Linux guest for VMs inside the lab: the lab kernel plus a busybox initramfs.
+"""The tiny guest's initramfs: busybox and an init that reports PCI devices.
 
 Hot-unplug of a PCI device completes only when a guest OS answers the ACPI eject
-request, so the lab's VMs run this guest. Its init mounts /proc and /sys, prints
-the PCI devices it sees whenever they change (the console is a file that tests
-read) and otherwise sleeps. The initramfs is written as a newc cpio archive by
-this module: no cpio tool, no root, reproducible bytes for the same inputs.
+request, so the lab's VMs run a tiny guest (kernel: ``scripts/build-tiny-kernel.sh``,
+boot files: :mod:`qtagent.lab.tinyguest_boot`). Its init mounts /proc, /sys and
+/dev, prints ``tinyguest: up <seconds since kernel start>``, then prints the PCI
+devices it sees (``tinyguest: pci <address>=<vendor>:<device> ...``, sysfs
+spelling: ``0x8086:0x10ca``) at start and whenever they change, polling every
+``POLL_S`` seconds without forking. The console is a file tests read.
+
+The initramfs is written as a newc cpio archive by this module: no cpio tool,
+no root, the same bytes for the same busybox. Every busybox applet is a symlink
+in the archive, so init needs no ``busybox --install`` (half a second under TCG).
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import os
 import stat
+import subprocess
 from pathlib import Path
+from typing import Final
 
-BUSYBOX = Path("/bin/busybox")
+BUSYBOX: Final = Path("/bin/busybox")
+UP_PREFIX: Final = "tinyguest: up"
+PCI_PREFIX: Final = "tinyguest: pci"
+POLL_S: Final = 0.5
 
-INIT = """#!/bin/busybox sh
-/bin/busybox --install -s /bin
+INIT: Final = f"""#!/bin/sh
 mount -t proc proc /proc
 mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev 2>/dev/null
-echo "tinyguest: up"
+mount -t devtmpfs dev /dev
+read up idle < /proc/uptime
+echo "{UP_PREFIX} $up"
 last=""
-while true; do
-    now=$(for d in /sys/bus/pci/devices/*; do
-        echo "$(basename $d)=$(cat $d/vendor):$(cat $d/device)"
-    done)
+while :; do
+    now=""
+    for d in /sys/bus/pci/devices/*; do
+        read v < "$d/vendor" && read p < "$d/device" && now="$now ${{d##*/}}=$v:$p"
+    done
     if [ "$now" != "$last" ]; then
-        echo "tinyguest: pci $(echo $now | tr '\\n' ' ')"
-        last="$now"
+        echo "{PCI_PREFIX}$now"
+        last=$now
     fi
-    sleep 1
+    sleep {POLL_S}
 done
 """
+
+_DIRS: Final = ("bin", "dev", "proc", "sys", "tmp")
 
 
 def _entry(out: io.BytesIO, ino: int, name: str, mode: int, data: bytes = b"") -> None:
@@ -47,28 +62,47 @@ def _entry(out: io.BytesIO, ino: int, name: str, mode: int, data: bytes = b"") -
     out.write(b"\0" * (-len(data) % 4))
 
 
-def build_initramfs(busybox: Path = BUSYBOX) -> bytes:
-    """The gzip-compressed initramfs bytes: /init, /bin/busybox and empty mount points."""
+def applets(busybox: Path = BUSYBOX) -> list[str]:
+    """The applet names ``busybox --list`` prints (sorted; never ``busybox`` itself)."""
+    done = subprocess.run(
+        [str(busybox), "--list"], capture_output=True, text=True, check=True, timeout=30
+    )
+    names = {name for name in done.stdout.split() if name and "/" not in name}
+    return sorted(names - {"busybox"})
+
+
+def build_initramfs(busybox: Path = BUSYBOX, *, compress: bool = True) -> bytes:
+    """The initramfs bytes (gzip unless ``compress`` is False): /init, /bin/busybox,
+    a symlink per applet and empty mount points."""
     if not busybox.is_file():
         msg = f"{busybox} is missing: install busybox-static (make setup does)"
         raise FileNotFoundError(msg)
     out = io.BytesIO()
-    dirs = ["bin", "dev", "proc", "sys", "tmp"]
     ino = 1
-    for name in dirs:
+    for name in _DIRS:
         _entry(out, ino, name, stat.S_IFDIR | 0o755)
         ino += 1
     _entry(out, ino, "bin/busybox", stat.S_IFREG | 0o755, busybox.read_bytes())
-    ino += 1
-    _entry(out, ino, "init", stat.S_IFREG | 0o755, INIT.encode())
+    for name in applets(busybox):
+        ino += 1
+        _entry(out, ino, f"bin/{name}", stat.S_IFLNK | 0o777, b"busybox")
+    _entry(out, ino + 1, "init", stat.S_IFREG | 0o755, INIT.encode())
     _entry(out, 0, "TRAILER!!!", 0)
+    if not compress:
+        return out.getvalue()
     return gzip.compress(out.getvalue(), compresslevel=6, mtime=0)
 
 
-def write_initramfs(target: Path, busybox: Path = BUSYBOX) -> Path:
-    """Write the initramfs to ``target`` (atomically) and return it."""
-    data = build_initramfs(busybox)
-    tmp = target.with_suffix(".tmp")
+def write_initramfs(target: Path, busybox: Path = BUSYBOX, *, compress: bool = True) -> Path:
+    """Write the initramfs to ``target`` (atomically; unchanged bytes are not
+    rewritten, so VMs may share one file) and return it."""
+    data = build_initramfs(busybox, compress=compress)
+    try:
+        if target.read_bytes() == data:
+            return target
+    except OSError:
+        pass
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     tmp.replace(target)
     return target

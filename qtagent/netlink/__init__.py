@@ -1,1 +1,1 @@
-"""Netlink: the typed VF interface and its pyroute2 implementation."""
+"""Netlink: the typed VF interface, qtagent's own rtnetlink socket (default) and pyroute2 (reference)."""

@@ -102,6 +102,7 @@ class Pyroute2VfNetlink:
 
     def _socket(self) -> Any:
         if self._ipr is None:
+            # Imported here on purpose: see the module docstring (13-60 s in the guest).
             from pyroute2 import IPRoute
             from pyroute2.netlink.exceptions import NetlinkError
 
