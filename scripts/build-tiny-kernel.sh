@@ -39,10 +39,8 @@ src=$build/linux-source-6.12
 started=$(date +%s)
 
 if [ ! -f "$src/Makefile" ]; then
-    note "unpacking $(basename "$tarball") (without Documentation/*/ and other architectures)"
-    # Kconfig reads Documentation/Kconfig and arch/x86, never another architecture.
+    note "unpacking $(basename "$tarball") (without Documentation/*/: Kconfig only reads Documentation/Kconfig)"
     tar -xJf "$tarball" -C "$build" --exclude='linux-source-6.12/Documentation/*/*' \
-        --exclude='linux-source-6.12/arch/[!x]*/*' --exclude='linux-source-6.12/arch/xtensa' \
         || die "could not unpack $tarball" "is the disk full? (about 1.6 GB are needed)"
 fi
 unpacked=$(date +%s)
@@ -56,9 +54,9 @@ note "configuring: tinyconfig + $(basename "$fragment")"
 missing=$(grep -E '^(CONFIG_|# CONFIG_)' "$fragment" | while IFS= read -r line; do
     if [[ $line == "# "* ]]; then
         name=${line#\# }; name=${name%% *}
-        grep -q "^$name=" "$src/.config" && echo "$line"
-    else
-        grep -qxF "$line" "$src/.config" || echo "$line"
+        if grep -q "^$name=" "$src/.config"; then echo "$line"; fi
+    elif ! grep -qxF "$line" "$src/.config"; then
+        echo "$line"
     fi
 done)
 [ -z "$missing" ] || die "the kernel's .config does not have: $(echo $missing)" \

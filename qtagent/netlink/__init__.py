@@ -1,1 +1,1 @@
-"""Netlink: the typed VF interface, qtagent's own rtnetlink socket (default) and pyroute2 (reference)."""
+"""Netlink: the typed VF interface; qtagent's own rtnetlink socket (default) and pyroute2."""
