@@ -53,5 +53,5 @@ def vm_detach(vm_name: str, pf_name: str, index: int, timeout: float) -> None:
         ("vf", "driver", "mac", "vlan", "qos", "spoofchk", "trust"), rows
     )
     if result.random_mac:
-        text += "\n(the driver refused the original all-zero MAC: a random local MAC was set)"
+        text += "\n(the original MAC was all-zero or refused: a random local MAC was set)"
     emit(result.to_dict(), text)

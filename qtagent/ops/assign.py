@@ -234,14 +234,17 @@ def _restore(ctx: HostContext, pf: PfInfo, vf: VfInfo, vm: str) -> DetachResult:
 
 
 def _restore_knobs(ctx: HostContext, pf: PfInfo, vf: VfInfo) -> bool:
-    """Put back the VF's original knobs. Returns True if a random MAC replaced an
-    original all-zero MAC that the driver refused (C4)."""
+    """Put back the VF's original knobs. Returns True if a random MAC was set instead
+    of the original (C4): an all-zero original would leave released VFs sharing one
+    admin MAC (zero), and a driver may refuse the original outright; either way the
+    VF gets a random, locally administered unicast MAC, never the VM's."""
     original = ctx.store.originals(vf.id)
     if original is None or pf.ifindex is None:
         return False
     settings = original.settings
+    zero = settings.mac is None or settings.mac.is_zero
     request = KnobRequest(
-        mac=settings.mac,
+        mac=MacAddress.random_local_unicast() if zero else settings.mac,
         vlan=settings.vlan,
         qos=settings.qos if settings.vlan else 0,
         spoofchk=settings.spoofchk,
@@ -249,7 +252,9 @@ def _restore_knobs(ctx: HostContext, pf: PfInfo, vf: VfInfo) -> bool:
         required=frozenset(),
     )
     report = apply_knobs(ctx.netlink, pf.ifindex, vf.index, request, pf_name=pf.netdev)
-    mac_result = report.result(Knob.MAC) if settings.mac is not None else None
+    mac_result = report.result(Knob.MAC)
+    if zero:
+        return True
     if mac_result is not None and mac_result.outcome is KnobOutcome.REJECTED:
         fresh = MacAddress.random_local_unicast()
         log.info("%s: driver refused MAC %s; setting random %s", vf.id, settings.mac, fresh)
