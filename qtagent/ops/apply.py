@@ -70,7 +70,8 @@ def apply_config(ctx: HostContext, config: HostConfig) -> tuple[PfApplied, ...]:
     results = []
     for wanted, pf, plan in planned:
         ctx.store.set_desired(pf.name, wanted.num_vfs, wanted.vf_defaults)
-        count = apply_vf_count(plan, ctx.writer, partial(ctx.pf, pf.name, settings=False))
+        read_pf = partial(ctx.pf, pf.name, settings=False)
+        count = apply_vf_count(plan, ctx.writer, read_pf, clock=ctx.clock, sleep=ctx.sleep)
         if not count.partial:
             ctx.store.mark_applied(pf.name, wanted.num_vfs)
         now = ctx.pf(pf.name, settings=False)

@@ -16,7 +16,6 @@ one), rebind the original driver, verify by reading back, then free it.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,6 +31,7 @@ from qtagent.plan.knob_report import KnobOutcome, KnobReport
 from qtagent.plan.knobs import KnobRequest
 from qtagent.store.records import AllocationState, VmRef
 from qtagent.virt.domain_xml import hostdev_xml
+from qtagent.virt.errors import LibvirtFailure
 
 log = logging.getLogger(__name__)
 
@@ -146,10 +146,12 @@ def detach(
     index: int,
     *,
     policy: UnplugPolicy = UnplugPolicy(),
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] | None = None,
+    sleep: Callable[[float], None] | None = None,
 ) -> DetachResult:
-    """Hot-unplug VF ``index`` of ``pf_name`` from ``vm`` and give it back clean."""
+    """Hot-unplug VF ``index`` of ``pf_name`` from ``vm`` and give it back clean.
+
+    ``clock`` and ``sleep`` time the wait for the guest; by default the context's."""
     pf = ctx.pf(pf_name, settings=False)
     vf = pf.vf(index)
     allocation = ctx.store.allocation(vf.id)
@@ -160,10 +162,12 @@ def detach(
             f"{vf.id} belongs to VM {allocation.vm.name!r}, not {vm!r}",
             hint="a VM can only release its own VFs",
         )
-    if allocation.state is not AllocationState.RELEASING:
+    retry = allocation.state is AllocationState.RELEASING
+    if not retry:
         ctx.store.set_state(vf.id, expected=allocation.state, new=AllocationState.RELEASING)
     if vf.address is not None and ctx.virt.domain_exists(vm):
-        _unplug(ctx, vm, vf, policy=policy, clock=clock, sleep=sleep)
+        clock, sleep = clock or ctx.clock, sleep or ctx.sleep
+        _unplug(ctx, vm, vf, retry=retry, policy=policy, clock=clock, sleep=sleep)
     result = _restore(ctx, pf, vf, vm)
     ctx.store.remove(vf.id, expected=AllocationState.RELEASING)
     log.info("released %s from VM %r", vf.id, vm)
@@ -201,15 +205,26 @@ def _unplug(
     vm: str,
     vf: VfInfo,
     *,
+    retry: bool,
     policy: UnplugPolicy,
     clock: Callable[[], float],
     sleep: Callable[[float], None],
 ) -> None:
+    """Ask libvirt to unplug ``vf`` and wait until the live XML no longer shows it.
+
+    On a retry (an earlier detach asked and timed out) libvirt refuses a second
+    request while the guest has not answered the first ("already in the process
+    of unplug"): that refusal is not an error, the wait simply starts again."""
     address = vf.address
     assert address is not None
     if address not in ctx.virt.hostdev_addresses(vm):
         return
-    ctx.virt.detach_hostdev(vm, hostdev_xml(address, managed=False), live=True)
+    try:
+        ctx.virt.detach_hostdev(vm, hostdev_xml(address, managed=False), live=True)
+    except LibvirtFailure as err:
+        if not retry:
+            raise
+        log.info("%s: unplug from VM %r not requested again: %s", vf.id, vm, err.libvirt_message)
     deadline = clock() + policy.timeout_s
     while address in ctx.virt.hostdev_addresses(vm):
         if clock() >= deadline:

@@ -1,17 +1,23 @@
 """The edges one qtagent process talks to, created on first use and passed down.
 
 Nothing here is a module global: the CLI (and later the daemon) builds one
-HostContext from its options and hands it to the operations.
+HostContext from its options and hands it to the operations. The time source
+(``clock``, ``sleep``) is an edge too: every bounded wait of the operations
+(driver rebinds, VFs appearing, a guest letting go of a VF) reads it, so tests
+run them against a fake clock, instantly.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
 from qtagent.effects.binding import PciBinder
+from qtagent.errors import InvalidInput
 from qtagent.model.host import HostSnapshot, PfInfo
 from qtagent.netlink.api import VfNetlink
 from qtagent.store.sqlite import DEFAULT_PATH
@@ -36,15 +42,47 @@ class HostPaths:
 
 @dataclass
 class HostContext:
-    """Lazily opened edges for one process. Close it (or use ``with``) when done."""
+    """Lazily opened edges for one process. Close it (or use ``with``) when done.
+
+    ``clock`` (seconds, monotonic) and ``sleep`` are the time source of every
+    bounded wait. To hand in edges that are already open, use :meth:`with_edges`.
+    """
 
     paths: HostPaths = field(default_factory=HostPaths)
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
     _netlink: VfNetlink | None = None
     _store: Store | None = None
     _virt: VirtBackend | None = None
     _reader: SysfsReader | None = None
     _writer: SysfsWriter | None = None
-    _settings_reader: SysfsReader = field(init=False)
+    _settings_reader: SysfsReader = field(init=False, repr=False)
+
+    @classmethod
+    def with_edges(
+        cls,
+        paths: HostPaths,
+        *,
+        netlink: VfNetlink | None = None,
+        virt: VirtBackend | None = None,
+        writer: SysfsWriter | None = None,
+        store: Store | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> HostContext:
+        """A context over edges the caller already holds (the fakes of tests, a
+        daemon's shared connections); the context owns them from now on and closes
+        them. Edges not given open lazily from ``paths`` as usual.
+
+        ``writer`` must write the sysfs tree the reads come from (``paths.sysfs_root``):
+        a write to one tree confirmed by reading another would prove nothing.
+        """
+        if writer is not None and writer.root != paths.sysfs_root:
+            raise InvalidInput(
+                f"the sysfs writer writes {writer.root}, but reads come from {paths.sysfs_root}",
+                hint="give the writer the same root as HostPaths.sysfs_root",
+            )
+        return cls(paths, clock, sleep, _netlink=netlink, _store=store, _virt=virt, _writer=writer)
 
     def __enter__(self) -> HostContext:
         return self
@@ -89,7 +127,7 @@ class HostContext:
 
     @property
     def binder(self) -> PciBinder:
-        return PciBinder(self.writer, self.paths.dev_root)
+        return PciBinder(self.writer, self.paths.dev_root, clock=self.clock, sleep=self.sleep)
 
     def snapshot(self, *, settings: bool = True) -> HostSnapshot:
         """The host now; VF settings are read over netlink only when asked for

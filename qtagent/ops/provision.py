@@ -57,7 +57,9 @@ def set_vf_count(
         pf = ctx.pf(pf_name, settings=False)
     held = {a.vf: a.vm.name for a in ctx.store.allocations(pf=pf.name)}
     plan = plan_vf_count(pf, desired, held)
-    result = apply_vf_count(plan, ctx.writer, lambda: ctx.pf(pf.name, settings=False))
+    result = apply_vf_count(
+        plan, ctx.writer, lambda: ctx.pf(pf.name, settings=False), clock=ctx.clock, sleep=ctx.sleep
+    )
     return ProvisionResult(result, drained=tuple(drained))
 
 

@@ -263,15 +263,7 @@ class FakeSysfs:
         _write(path / "sriov_stride", "2")
         _write(path / "sriov_drivers_autoprobe", "1")
         for index, vf in enumerate(pf.vfs):
-            vf_path = path.parent / vf.address
-            vf_path.mkdir(exist_ok=True)
-            self._dirs[vf.address] = vf_path
-            self._common(
-                vf_path, vf.address, pf.vendor, pf.vf_device, 0x020000, vf.driver,
-                vf.iommu_group, pf.numa_node, vf.netdev,
-            )  # fmt: skip
-            _link(path / f"virtfn{index}", vf_path)
-            _link(vf_path / "physfn", path)
+            self.add_vf(pf.address, index, vf)
 
     def _netdevsim(self, nsim: FakeNetdevsim) -> None:
         path = self.root / "devices" / nsim.name
@@ -351,6 +343,44 @@ class FakeSysfs:
                 (self.root / "class/net" / netdev.name).unlink()
                 _rmtree(netdev)
             net.rmdir()
+
+    def add_vf(self, pf_address: str, index: int, vf: FakeVf) -> None:
+        """The PF's driver enables VF ``index`` (part of ``echo N > $pf/sriov_numvfs``):
+        its directory beside the PF with the PF's vendor, VF device ID and NUMA node,
+        ``virtfnN``/``physfn`` links, its IOMMU group and, with ``vf.driver``, the
+        driver binding and ``vf.netdev``."""
+        path = self._dirs[pf_address]
+        vendor = int((path / "vendor").read_text(), 16)
+        vf_device = int((path / "sriov_vf_device").read_text(), 16)
+        numa_node = int((path / "numa_node").read_text())
+        vf_path = path.parent / vf.address
+        vf_path.mkdir(exist_ok=True)
+        self._dirs[vf.address] = vf_path
+        self._common(
+            vf_path, vf.address, vendor, vf_device, 0x020000, vf.driver, vf.iommu_group,
+            numa_node, vf.netdev,
+        )  # fmt: skip
+        _link(path / f"virtfn{index}", vf_path)
+        _link(vf_path / "physfn", path)
+
+    def remove_vf(self, pf_address: str, index: int) -> str:
+        """The PF's driver disables VF ``index`` (part of ``echo 0 > $pf/sriov_numvfs``):
+        it is unbound, then every link to it and its directory go. Returns its address."""
+        link = self._dirs[pf_address] / f"virtfn{index}"
+        address = os.path.basename(os.readlink(link))
+        path = self._dirs[address]
+        if (path / "driver").is_symlink():
+            self.unbind(address)
+        group_link = path / "iommu_group"
+        if group_link.is_symlink():
+            group_dir = group_link.parent / os.readlink(group_link)
+            (group_dir / "devices" / address).unlink()
+            if not any((group_dir / "devices").iterdir()):
+                _rmtree(group_dir)
+        (self.root / "bus/pci/devices" / address).unlink()
+        link.unlink()
+        _rmtree(self._dirs.pop(address))
+        return address
 
     def remove(self, address: str) -> None:
         """``echo 1 > $function/remove``: its directory goes; links to it dangle

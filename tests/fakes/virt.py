@@ -11,11 +11,17 @@ Implements :class:`qtagent.virt.api.VirtBackend`. Measured behaviour it keeps
   OS-less: ``answers_eject`` False) reports success but the device stays; a
   second detach fails with error 1, "already in the process of unplug";
 - destroy releases every device (and managed ones go back to their driver).
+
+Two behaviours can be switched on per domain for failure tests: a guest that
+never answers the eject (``answers_eject`` False, the default, as a paused or
+OS-less guest) and a hot-plug QEMU accepts that never shows in the live XML
+(``drops_hotplug``). ``guest_answers_eject`` completes pending unplugs late.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
 from qtagent.model.types import PciAddress
@@ -41,14 +47,21 @@ class FakeDomain:
     devices: list[AttachedVf] = field(default_factory=list)
     unplugging: set[PciAddress] = field(default_factory=set)
     answers_eject: bool = False  # a guest OS that completes hot-unplug
+    drops_hotplug: bool = False  # attach succeeds, but the device never shows in the XML
 
 
 class FakeVirt:
-    """Domains and the host drivers of PCI functions (``drivers``: address -> driver)."""
+    """Domains and the host drivers of PCI functions (``drivers``: address -> driver).
 
-    def __init__(self, drivers: dict[PciAddress, str | None] | None = None) -> None:
+    ``drivers`` is used as given, not copied: pass a live view of a fake sysfs tree
+    (``tests.fakes.pci_bus.DriverView``) so that libvirt and sysfs agree.
+    """
+
+    def __init__(self, drivers: MutableMapping[PciAddress, str | None] | None = None) -> None:
         self.domains: dict[str, FakeDomain] = {}
-        self.drivers: dict[PciAddress, str | None] = dict(drivers or {})
+        self.drivers: MutableMapping[PciAddress, str | None] = (
+            drivers if drivers is not None else {}
+        )
         self._managed_from: dict[PciAddress, str | None] = {}
         self.calls: list[str] = []
 
@@ -105,7 +118,8 @@ class FakeVirt:
             if device.managed:
                 self._managed_from[address] = self.drivers.get(address)
                 self.drivers[address] = VFIO
-            dom.devices.append(device)
+            if not dom.drops_hotplug:
+                dom.devices.append(device)
 
     def detach_hostdev(self, vm: str, xml: str, *, live: bool = True, config: bool = False) -> None:
         dom = self._get(vm)
@@ -125,6 +139,13 @@ class FakeVirt:
                 self._release(dom, held[0])
             else:
                 dom.unplugging.add(device.address)
+
+    def guest_answers_eject(self, vm: str) -> None:
+        """The guest finally answers the eject: every device it was asked to let go of
+        leaves the domain."""
+        dom = self._get(vm)
+        for device in [d for d in dom.devices if d.address in dom.unplugging]:
+            self._release(dom, device)
 
     def attached_vfs(self, vm: str) -> tuple[AttachedVf, ...]:
         return attached_vfs(self.domain_xml(vm))
