@@ -133,7 +133,7 @@ def pyudev_walk() -> list[dict[str, Any]]:
     group's members: those two steps use os.readlink/os.listdir as any pyudev
     user would have to.
     """
-    import pyudev  # noqa: PLC0415 - only in the namespaced child
+    import pyudev
 
     ctx = pyudev.Context()
     netdevs: dict[str, list[Any]] = {}
@@ -285,9 +285,9 @@ def main() -> int:
         return 0
 
     sys.path.insert(0, str(REPO))
-    from qtagent.sysfs.pci_ids import PciIdDatabase  # noqa: PLC0415
-    from qtagent.sysfs.reader import SysfsReader  # noqa: PLC0415
-    from tests.fakes.sysfs_tree import FakeSysfs, igb_host  # noqa: PLC0415
+    from qtagent.sysfs.pci_ids import PciIdDatabase
+    from qtagent.sysfs.reader import SysfsReader
+    from tests.fakes.sysfs_tree import FakeSysfs, igb_host
 
     with tempfile.TemporaryDirectory(prefix="qtagent-bench-") as tmp:
         root = Path(tmp) / "sys"
