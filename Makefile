@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 QTAGENT := $(VENV)/bin/qtagent
-PYTEST_LAB := python -m pytest -p no:cacheprovider -o addopts= --timeout=900
+PYTEST_LAB := python -m pytest -p no:cacheprovider -o addopts= --timeout=1800
 
 .PHONY: help setup demo test test-unit test-lab lint fmt typecheck bench bench-lab clean
 

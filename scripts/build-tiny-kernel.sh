@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Build the tiny guest kernel for VMs inside the lab (docs/lab.md, "The tiny guest").
+# Build the tiny guest for VMs inside the lab (docs/lab.md, "The tiny guest").
 #
 #   scripts/build-tiny-kernel.sh OUTDIR [SOURCE_TARBALL]
 #
-# `make tinyconfig` of linux-source-6.12, the fragment qtagent/lab/tiny-kernel.config
-# merged over it, `make olddefconfig`, then `make bzImage`. Writes OUTDIR/tiny-bzImage
-# and OUTDIR/tiny-kernel.config (the full .config used). Refuses to install a kernel
+# Kernel: `make tinyconfig` of linux-source-6.12, the fragment qtagent/lab/tiny-kernel.config
+# merged over it, `make olddefconfig`, then `make bzImage`. Init: qtagent/lab/tinyguest-init.c,
+# freestanding. Writes OUTDIR/tiny-bzImage, OUTDIR/tiny-kernel.config (the full .config
+# used) and OUTDIR/tiny-init. Refuses to install a kernel
 # whose .config lost a line of the fragment (a dependency Kconfig did not resolve).
 # The build tree is temporary (QTAGENT_TINY_BUILD_DIR keeps it for debugging).
 set -euo pipefail
@@ -18,18 +19,20 @@ out=$1
 tarball=${2:-/usr/src/linux-source-6.12.tar.xz}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 fragment=$repo/qtagent/lab/tiny-kernel.config
+init_c=$repo/qtagent/lab/tinyguest-init.c
 jobs=${QTAGENT_TINY_JOBS:-$(nproc)}
 
 [ -f "$tarball" ] || die "kernel source $tarball is missing" "install linux-source-6.12 (make setup does)"
 [ -f "$fragment" ] || die "config fragment $fragment is missing"
-for tool in gcc make flex bison bc; do
+for tool in gcc make flex bison bc lz4; do
     command -v "$tool" >/dev/null || die "$tool is not installed" "make setup installs the kernel build tools"
 done
 [ -f /usr/include/libelf.h ] || die "libelf-dev is not installed (objtool needs it)" "make setup installs it"
 
 if [ -n "${QTAGENT_TINY_BUILD_DIR:-}" ]; then
+    mkdir -p "$QTAGENT_TINY_BUILD_DIR"
+    QTAGENT_TINY_BUILD_DIR=$(cd "$QTAGENT_TINY_BUILD_DIR" && pwd)
     build=$QTAGENT_TINY_BUILD_DIR
-    mkdir -p "$build"
 else
     build=$(mktemp -d /var/tmp/qtagent-tiny-kernel.XXXXXX)
     trap 'rm -rf "$build"' EXIT
@@ -67,10 +70,17 @@ make -C "$src" -j"$jobs" bzImage >>"$log" 2>&1 \
     || { grep -E 'error|Error' "$log" | tail -20 >&2; die "building the tiny kernel failed" "see the compiler output above"; }
 built=$(date +%s)
 
+note "gcc tinyguest-init.c (static, no libc)"
+gcc -Os -static -nostdlib -ffreestanding -fno-pie -no-pie -fno-stack-protector \
+    -fno-asynchronous-unwind-tables -Wall -Wextra -Werror -Wl,--build-id=none -s \
+    -o "$build/tiny-init" "$init_c" >>"$log" 2>&1 \
+    || { tail -20 "$log" >&2; die "building $init_c failed" "see the compiler output above"; }
+
 mkdir -p "$out"
-install -m 0644 "$src/.config" "$out/tiny-kernel.config.tmp"
-install -m 0644 "$src/arch/x86/boot/bzImage" "$out/tiny-bzImage.tmp"
-mv "$out/tiny-kernel.config.tmp" "$out/tiny-kernel.config"
-mv "$out/tiny-bzImage.tmp" "$out/tiny-bzImage"
+for f in "$src/.config:tiny-kernel.config:0644" "$src/arch/x86/boot/bzImage:tiny-bzImage:0644" \
+         "$build/tiny-init:tiny-init:0755"; do
+    IFS=: read -r from name mode <<<"$f"
+    install -m "$mode" "$from" "$out/.$name.tmp" && mv "$out/.$name.tmp" "$out/$name"
+done
 note "built $out/tiny-bzImage ($(stat -c %s "$out/tiny-bzImage") bytes):" \
     "unpack $((unpacked - started)) s, configure + build $((built - unpacked)) s"

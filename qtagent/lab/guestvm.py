@@ -50,7 +50,7 @@ def tiny_kernel() -> Path:
 
 
 def start_tiny_guest(
-    virt: VirtBackend, name: str, out_dir: Path, *, timeout_s: float = 600.0, memory_mib: int = 128
+    virt: VirtBackend, name: str, out_dir: Path, *, timeout_s: float = 1500.0, memory_mib: int = 128
 ) -> Path:
     """Define and start VM ``name`` running the tiny guest; wait until its init runs.
 
