@@ -157,7 +157,10 @@ def apply_cmd(file: Path) -> None:
          sum(len(rep.results) for rep in r.defaults), "yes" if r.changed else "no")
         for r in results
     ]  # fmt: skip
-    emit(
-        [r.to_dict() for r in results],
-        table(("pf", "as named", "vfs", "writes", "knobs", "changed"), rows),
-    )
+    text = table(("pf", "as named", "vfs", "writes", "knobs", "changed"), rows)
+    missing = [(r.pf, i, why) for r in results for i, why in r.count.missing]
+    for pf_name, index, why in missing:
+        text += f"\n  {pf_name} VF{index} not ready: {why} (no configuration sent)"
+    emit([r.to_dict() for r in results], text)
+    if missing:
+        raise SystemExit(6)

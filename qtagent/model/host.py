@@ -133,9 +133,14 @@ class HostSnapshot:
     def pf(self, name: str) -> PfInfo:
         """Find a PF by PCI address, netdevsim device name or netdev name."""
         wanted = name.strip()
+        # A device name or PCI address is an identity and wins over an interface name,
+        # which anyone can set (an interface may even be called "netdevsim1").
         for pf in self.pfs:
-            if wanted in (pf.name, pf.netdev) or (pf.address and _same_pci(pf.address, wanted)):
+            if wanted == pf.name or (pf.address and _same_pci(pf.address, wanted)):
                 return pf
+        by_netdev = [pf for pf in self.pfs if pf.netdev == wanted]
+        if len(by_netdev) == 1:
+            return by_netdev[0]
         known = ", ".join(f"{p.name} ({p.netdev})" if p.netdev else p.name for p in self.pfs)
         raise NotFound(
             f"no SR-IOV PF named {name!r}",

@@ -152,6 +152,8 @@ def decode_vfs(reply: Reply) -> dict[int, VfSettings]:
     vfs: dict[int, VfSettings] = {}
     for attr_type, start, end in _attrs(data, _IFINFOMSG.size, len(data)):
         if attr_type == IFLA_NUM_VF:
+            if end - start < _U32.size:
+                raise WireError(f"IFLA_NUM_VF is {end - start} bytes, not {_U32.size}")
             num_vfs = _U32.unpack_from(data, start)[0]
         elif attr_type == IFLA_VFINFO_LIST:
             for info_type, info_start, info_end in _attrs(data, start, end):
@@ -163,24 +165,45 @@ def decode_vfs(reply: Reply) -> dict[int, VfSettings]:
     return vfs
 
 
+_VF_ATTR_STRUCTS: Final = {
+    IFLA_VF_MAC: _VF_MAC,
+    IFLA_VF_VLAN: _VF_U32X2,
+    IFLA_VF_RATE: _VF_U32X2,
+    IFLA_VF_SPOOFCHK: _VF_U32,
+    IFLA_VF_TRUST: _VF_U32,
+    IFLA_VF_LINK_STATE: _VF_U32,
+}
+
+
 def _decode_vf_info(data: memoryview, start: int, end: int) -> tuple[int, VfSettings]:
     index: int | None = None
     mac: bytes | None = None
     vlan = qos = spoofchk = trust = min_rate = max_rate = link_state = None
-    for attr_type, a_start, _a_end in _attrs(data, start, end):
+    for attr_type, a_start, a_end in _attrs(data, start, end):
+        layout = _VF_ATTR_STRUCTS.get(attr_type)
+        if layout is None:
+            continue
+        if a_end - a_start < layout.size:
+            raise WireError(
+                f"VF attribute {attr_type} is {a_end - a_start} bytes, shorter than its "
+                f"{layout.size}-byte struct"
+            )
+        fields = layout.unpack_from(data, a_start)
+        if index is not None and fields[0] != index:
+            raise WireError(f"one IFLA_VF_INFO entry names VFs {index} and {fields[0]}")
+        index = fields[0]
         if attr_type == IFLA_VF_MAC:
-            index, raw_mac = _VF_MAC.unpack_from(data, a_start)
-            mac = bytes(raw_mac[:6])
+            mac = bytes(fields[1][:6])
         elif attr_type == IFLA_VF_VLAN:
-            index, vlan, qos = _VF_U32X2.unpack_from(data, a_start)
+            vlan, qos = fields[1:]
         elif attr_type == IFLA_VF_RATE:
-            index, min_rate, max_rate = _VF_U32X2.unpack_from(data, a_start)
+            min_rate, max_rate = fields[1:]
         elif attr_type == IFLA_VF_SPOOFCHK:
-            index, spoofchk = _VF_U32.unpack_from(data, a_start)
+            spoofchk = fields[1]
         elif attr_type == IFLA_VF_TRUST:
-            index, trust = _VF_U32.unpack_from(data, a_start)
+            trust = fields[1]
         elif attr_type == IFLA_VF_LINK_STATE:
-            index, link_state = _VF_U32.unpack_from(data, a_start)
+            link_state = fields[1]
     if index is None:
         raise WireError("an IFLA_VF_INFO entry carries no VF index")
     return index, vf_settings(

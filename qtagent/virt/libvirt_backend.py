@@ -14,6 +14,7 @@ import shlex
 import uuid
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import libvirt
 
@@ -47,6 +48,21 @@ def _quiet(_ctx: object, _err: object) -> None:
     """libvirt prints every error to stderr unless a handler is set; we raise instead."""
 
 
+def redact_uri(uri: str) -> str:
+    """The URI with any password and query string (which may carry credentials)
+    masked, for messages and logs."""
+    parts = urlsplit(uri)
+    if not parts.query and ":" not in parts.netloc.rpartition("@")[0]:
+        return uri
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, host = netloc.rsplit("@", 1)
+        if ":" in user:
+            netloc = f"{user.split(':', 1)[0]}:***@{host}"
+    query = "***" if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 class LibvirtBackend:
     """One connection to libvirt at ``uri`` (``qemu:///system`` by default).
 
@@ -55,6 +71,7 @@ class LibvirtBackend:
 
     def __init__(self, uri: str = DEFAULT_URI) -> None:
         self.uri = uri
+        self.shown_uri = redact_uri(uri)
         self._conn: Any = None
 
     # ------------------------------------------------------------- domains
@@ -73,7 +90,7 @@ class LibvirtBackend:
                 f"start {'--paused ' if paused else ''}{_q(name)}", dom.createWithFlags, flags
             )
         except LibvirtFailure:
-            _log.debug("virsh -c %s undefine %s  # the start failed", self.uri, _q(name))
+            _log.debug("virsh -c %s undefine %s  # the start failed", self.shown_uri, _q(name))
             try:
                 dom.undefine()
             except libvirt.libvirtError as e:
@@ -165,7 +182,7 @@ class LibvirtBackend:
             try:
                 conn.close()
             except libvirt.libvirtError as e:
-                _log.debug("closing %s: %s", self.uri, e)
+                _log.debug("closing %s: %s", self.shown_uri, e)
 
     # ------------------------------------------------------------- helpers
 
@@ -174,12 +191,13 @@ class LibvirtBackend:
         """The connection, opened on first use."""
         if self._conn is None:
             libvirt.registerErrorHandler(_quiet, None)
-            _log.debug("virsh -c %s connect", self.uri)
+            _log.debug("virsh -c %s connect", self.shown_uri)
             try:
                 self._conn = libvirt.open(self.uri)
             except libvirt.libvirtError as e:
                 err = self._error("connect", e)
-                err.hint = f"is libvirtd running and {self.uri} reachable? try: virsh -c {self.uri}"
+                shown = self.shown_uri
+                err.hint = f"is libvirtd running and {shown} reachable? try: virsh -c {shown}"
                 raise err from e
         return self._conn
 
@@ -188,7 +206,7 @@ class LibvirtBackend:
 
     def _call(self, command: str, fn: Callable[..., _T], *args: Any, effect: bool = True) -> _T:
         if effect:
-            _log.debug("virsh -c %s %s", self.uri, command)
+            _log.debug("virsh -c %s %s", self.shown_uri, command)
         try:
             return fn(*args)
         except libvirt.libvirtError as e:
@@ -198,7 +216,7 @@ class LibvirtBackend:
         code = int(e.get_error_code() or 0)
         message = str(e.get_error_message() or e)
         return from_libvirt(
-            f"virsh -c {self.uri} {command.split(' <<< ', maxsplit=1)[0]}",
+            f"virsh -c {self.shown_uri} {command.split(' <<< ', maxsplit=1)[0]}",
             code,
             code_name(code),
             message,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from qtagent.errors import Conflict, NotFound, Unsupported, VirtError
+from qtagent.errors import Conflict, NotFound, QtagentError, Unsupported, VirtError
 from qtagent.model.types import MacAddress, PciAddress
 from qtagent.virt.api import DomainState
 from qtagent.virt.domain_xml import (
@@ -110,7 +110,7 @@ def test_attach_plain_hostdev_shows_in_the_live_xml(
     assert [vf.managed for vf in backend.attached_vfs("a")] == [False, True]
     commands = [r.getMessage() for r in caplog.records]
     assert any(
-        c.startswith(f"virsh -c {backend.uri} attach-device a /dev/stdin --live <<< ")
+        c.startswith(f"virsh -c {backend.shown_uri} attach-device a /dev/stdin --live <<< ")
         for c in commands
     )
 
@@ -171,3 +171,16 @@ def test_error_kinds_by_code(code: int, kind: type[Exception], status: int) -> N
 )
 def test_code_names_are_libvirts(code: int, name: str) -> None:
     assert code_name(code) == name
+
+
+def test_credentials_in_the_uri_never_reach_messages() -> None:
+    from qtagent.virt.libvirt_backend import redact_uri
+
+    uri = "qemu+tcp://admin:s3cretPW@127.0.0.1:1/system?password=hunter2"
+    assert redact_uri(uri) == "qemu+tcp://admin:***@127.0.0.1:1/system?***"
+    assert redact_uri("qemu:///system") == "qemu:///system"
+    backend = LibvirtBackend(uri)
+    with pytest.raises(QtagentError) as info:
+        backend.domain_exists("vm1")
+    text = info.value.diagnostics()
+    assert "s3cretPW" not in text and "hunter2" not in text

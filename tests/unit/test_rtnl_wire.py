@@ -8,6 +8,8 @@ import struct
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.requests.link import LinkIPRouteFilter
 
@@ -172,3 +174,31 @@ def test_error_and_ack_replies() -> None:
     err = struct.pack("=IHHIIi", 36, wire.NLMSG_ERROR, 0, 5, 0, -95) + bytes(16)
     replies = list(wire.replies(memoryview(ack + err)))
     assert [(r.seq, wire.error_code(r)) for r in replies] == [(4, 0), (5, 95)]
+
+
+def test_short_vf_attributes_are_wire_errors_not_struct_errors() -> None:
+    short_vlan = _nla(wire.IFLA_VF_VLAN, struct.pack("=I", 0))
+    with pytest.raises(wire.WireError, match="shorter than"):
+        wire.decode_vfs(_newlink([short_vlan], 1))
+
+
+def test_one_entry_naming_two_vfs_is_an_error() -> None:
+    entry = _nla(wire.IFLA_VF_SPOOFCHK, struct.pack("=II", 0, 1)) + _nla(
+        wire.IFLA_VF_TRUST, struct.pack("=II", 1, 0)
+    )
+    with pytest.raises(wire.WireError, match="names VFs 0 and 1"):
+        wire.decode_vfs(_newlink([entry], 1))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_mutated_recorded_replies_decode_or_raise_wire_error(data: st.DataObject) -> None:
+    raw = bytearray((DATA / "getlink_igb_4vfs_default.bin").read_bytes())
+    for _ in range(data.draw(st.integers(1, 8))):
+        position = data.draw(st.integers(0, len(raw) - 1))
+        raw[position] = data.draw(st.integers(0, 255))
+    try:
+        for reply in wire.replies(memoryview(bytes(raw))):
+            wire.decode_vfs(reply)
+    except wire.WireError:
+        pass

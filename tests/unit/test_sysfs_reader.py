@@ -614,3 +614,24 @@ def test_lazy_lookup_agrees_with_full_parse(
         for vendor, device in everything:
             assert db.vendor_name(vendor) == vendors.get(vendor)
             assert db.device_name(vendor, device) == devices.get((vendor, device))
+
+
+def test_a_pf_name_wins_over_an_interface_that_borrows_it() -> None:
+    """An interface may be named like another PF (FIELD-CASES C10: names are not
+    identities); the PF's own device name or address must win."""
+    from qtagent.model.host import HostSnapshot, PfBus, PfInfo
+    from qtagent.model.types import PciAddress
+
+    def pf(name: str, netdev: str, bus: PfBus = PfBus.PCI) -> PfInfo:
+        address = PciAddress.parse(name) if bus is PfBus.PCI else None
+        return PfInfo(name, bus, address, None, "d", netdev, 1, None, None, None, None, None, 7, 0)
+
+    host = HostSnapshot((
+        pf("0000:41:00.0", "netdevsim1"),
+        pf("0000:81:00.0", "0000:41:00.0"),
+        pf("netdevsim1", "eni1np1", PfBus.NETDEVSIM),
+    ))  # fmt: skip
+    assert host.pf("netdevsim1").bus is PfBus.NETDEVSIM
+    assert host.pf("0000:41:00.0").name == "0000:41:00.0"
+    assert host.pf("41:00.0").name == "0000:41:00.0"
+    assert host.pf("eni1np1").name == "netdevsim1"
