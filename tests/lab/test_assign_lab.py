@@ -118,7 +118,11 @@ def test_c4_four_releases_in_a_row_leave_distinct_macs_and_no_vm_mac(
 
 def test_attach_to_a_missing_vm_changes_nothing(lab: tuple[HostContext, str, Path]) -> None:
     ctx, pf, _ = lab
-    before = ctx.pf(pf)
+
+    def state() -> list[tuple[object, ...]]:
+        return [(v.index, v.driver, v.settings) for v in ctx.pf(pf).vfs]
+
+    before = state()
     with pytest.raises(NotFound, match="no VM named"):
         attach(ctx, "no-such-vm", pf, index=2)
-    assert ctx.pf(pf) == before and ctx.store.allocations() == ()
+    assert state() == before and ctx.store.allocations() == ()
