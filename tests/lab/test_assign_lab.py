@@ -29,6 +29,11 @@ VM = "assign-vm"
 
 pytestmark = [
     pytest.mark.lab,
+    # The VM boots the full Debian kernel under TCG-in-TCG (3-10+ min): opt-in through
+    # `make test-lab-vm` until the tiny guest kernel lands in setup (docs/lab.md).
+    pytest.mark.skipif(
+        not os.environ.get("QTAGENT_LAB_VM_TESTS"), reason="VM tests are opt-in: make test-lab-vm"
+    ),
     pytest.mark.skipif(not IGB.is_dir(), reason="no igb PF: not in the lab guest"),
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
 ]
