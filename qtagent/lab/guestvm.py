@@ -72,6 +72,7 @@ def start_tiny_guest(
     deadline = time.monotonic() + timeout_s
     while UP_LINE not in _read(console):
         if time.monotonic() > deadline:
+            virt.destroy(name)  # a VM left booting would slow everything after it
             raise Timeout(f"VM {name} did not boot within {timeout_s:.0f} s", hint=f"see {console}")
         time.sleep(0.5)
     return console
