@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 QTAGENT := $(VENV)/bin/qtagent
 PYTEST_LAB := python -m pytest -p no:cacheprovider -o addopts= --timeout=1800
 
-.PHONY: help setup demo test test-unit test-lab test-lab-vm lint fmt typecheck bench bench-lab clean
+.PHONY: help setup demo test test-unit test-lab lint fmt typecheck bench bench-lab clean
 
 help:
 	@echo "make demo   - set up, boot the emulated SR-IOV lab and run the end-to-end demo"
@@ -38,10 +38,6 @@ test-unit:
 # One guest boot for the whole lab tier (a boot costs about a minute under TCG).
 test-lab:
 	$(QTAGENT) lab run -- $(PYTEST_LAB) tests/lab -q -rs
-
-# VM lifecycle tests (a nested guest OS for hot-unplug): slow until the tiny guest kernel lands.
-test-lab-vm:
-	$(QTAGENT) lab run -- env QTAGENT_LAB_VM_TESTS=1 $(PYTEST_LAB) tests/lab/test_assign_lab.py -v -rs
 
 bench:
 	$(PY) bench/bench_enumerate.py

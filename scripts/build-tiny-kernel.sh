@@ -6,9 +6,9 @@
 # Kernel: `make tinyconfig` of linux-source-6.12, the fragment qtagent/lab/tiny-kernel.config
 # merged over it, `make olddefconfig`, then `make bzImage`. Init: qtagent/lab/tinyguest-init.c,
 # freestanding. Writes OUTDIR/tiny-bzImage, OUTDIR/tiny-kernel.config (the full .config
-# used) and OUTDIR/tiny-init. Refuses to install a kernel
-# whose .config lost a line of the fragment (a dependency Kconfig did not resolve).
-# The build tree is temporary (QTAGENT_TINY_BUILD_DIR keeps it for debugging).
+# used), OUTDIR/tiny-init and OUTDIR/tiny-build.log. Refuses to install a kernel whose
+# .config lost a line of the fragment (a dependency Kconfig did not resolve).
+# The build tree is temporary (QTAGENT_TINY_BUILD_DIR=DIR keeps it, for debugging).
 set -euo pipefail
 
 die() { printf 'build-tiny-kernel: error: %s\n' "$1" >&2; [ -n "${2:-}" ] && printf '  hint: %s\n' "$2" >&2; exit 1; }
@@ -37,7 +37,9 @@ else
     build=$(mktemp -d /var/tmp/qtagent-tiny-kernel.XXXXXX)
     trap 'rm -rf "$build"' EXIT
 fi
-log=$build/build.log
+mkdir -p "$out"
+log=$out/tiny-build.log  # outside the build tree: it must survive a failed build
+: >"$log"
 src=$build/linux-source-6.12
 started=$(date +%s)
 
@@ -51,7 +53,7 @@ unpacked=$(date +%s)
 note "configuring: tinyconfig + $(basename "$fragment")"
 { make -C "$src" tinyconfig \
     && "$src/scripts/kconfig/merge_config.sh" -m -O "$src" "$src/.config" "$fragment" \
-    && make -C "$src" olddefconfig; } >"$log" 2>&1 || { tail -20 "$log" >&2; die "configuring the kernel failed" "see $log"; }
+    && make -C "$src" olddefconfig; } >>"$log" 2>&1 || { tail -20 "$log" >&2; die "configuring the kernel failed" "see $log"; }
 
 # Every line of the fragment must be in the final .config, in the same form.
 missing=$(grep -E '^(CONFIG_|# CONFIG_)' "$fragment" | while IFS= read -r line; do
@@ -67,16 +69,15 @@ done)
 
 note "make -j$jobs bzImage (a few minutes; log: $log)"
 make -C "$src" -j"$jobs" bzImage >>"$log" 2>&1 \
-    || { grep -E 'error|Error' "$log" | tail -20 >&2; die "building the tiny kernel failed" "see the compiler output above"; }
+    || { grep -E 'error|Error' "$log" | tail -20 >&2; die "building the tiny kernel failed" "see $log"; }
 built=$(date +%s)
 
 note "gcc tinyguest-init.c (static, no libc)"
 gcc -Os -static -nostdlib -ffreestanding -fno-pie -no-pie -fno-stack-protector \
     -fno-asynchronous-unwind-tables -Wall -Wextra -Werror -Wl,--build-id=none -s \
     -o "$build/tiny-init" "$init_c" >>"$log" 2>&1 \
-    || { tail -20 "$log" >&2; die "building $init_c failed" "see the compiler output above"; }
+    || { tail -20 "$log" >&2; die "building $init_c failed" "see $log"; }
 
-mkdir -p "$out"
 for f in "$src/.config:tiny-kernel.config:0644" "$src/arch/x86/boot/bzImage:tiny-bzImage:0644" \
          "$build/tiny-init:tiny-init:0755"; do
     IFS=: read -r from name mode <<<"$f"

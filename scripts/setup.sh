@@ -63,7 +63,7 @@ apt_install -t bookworm-backports qemu-system-x86 qemu-utils libvirt-daemon libv
 qemu_major=$(qemu-system-x86_64 --version | sed -n 's/^QEMU emulator version \([0-9]*\).*/\1/p')
 [ "${qemu_major:-0}" -ge 10 ] || die "QEMU $qemu_major is too old: the igb device needs QEMU >= 8" \
     "apt-get install -t bookworm-backports qemu-system-x86"
-apt_install udev kmod iproute2 pciutils pci.ids busybox-static make gcc pkg-config xz-utils bc
+apt_install udev kmod iproute2 pciutils pci.ids make gcc pkg-config xz-utils bc
 
 step "Lab kernel (signed Debian 6.12 with matching headers and source)"
 mkdir -p "$cache"
@@ -102,6 +102,25 @@ else
     note "cached $cache/$release/netdevsim.ko"
 fi
 mkdir -p "$cache/libvirt"
+
+step "Tiny guest for VMs inside the lab (kernel from linux-source-6.12 + a static init)"
+# Rebuilt when the fragment's settings (not its comments), the init, the build script or
+# the kernel source change.
+apt_install flex bison libelf-dev lz4
+[ -f /usr/src/linux-source-6.12.tar.xz ] || die "/usr/src/linux-source-6.12.tar.xz is missing" \
+    "apt-get install linux-source-6.12 (the version matching $release)"
+tiny=$cache/$release
+tiny_key=$({ grep -E '^(CONFIG_|# CONFIG_)' "$repo/qtagent/lab/tiny-kernel.config" | sort
+    cat "$repo/qtagent/lab/tinyguest-init.c" "$repo/scripts/build-tiny-kernel.sh"
+    dpkg-query -W -f='${Version}' linux-source-6.12; } | sha256sum | cut -d' ' -f1)
+if [ -f "$tiny/tiny-bzImage" ] && [ -x "$tiny/tiny-init" ] && [ "$(cat "$tiny/tiny-stamp" 2>/dev/null)" = "$tiny_key" ]; then
+    note "cached: $tiny/tiny-bzImage"
+else
+    note "building the tiny guest kernel: about 5 min on 2 idle cores (15 min when busy)"
+    rm -f "$tiny/tiny-stamp"
+    "$repo/scripts/build-tiny-kernel.sh" "$tiny" || die "the tiny guest did not build" "see the messages above"
+    echo "$tiny_key" > "$tiny/tiny-stamp"
+fi
 
 step "Python virtual environment ($venv)"
 py=${PYTHON:-python3}

@@ -3,7 +3,7 @@
 Runs the `qtagent` CLI as a sysadmin would, checks each outcome against the
 kernel, and ends with a report. Steps:
   1. apply a host config creating VFs on both igb PFs (and the netdevsim PF);
-  2. start a small VM (the tiny guest: lab kernel + busybox initramfs);
+  2. start a small VM (the tiny guest: a tinyconfig kernel and a static init);
   3. attach a VF with a MAC and VLAN, and show who holds which VF;
   4. detach it and show the VF restored (settings and host driver).
 Exit code 0 only if every check held.
@@ -14,18 +14,22 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from qtagent.lab.guestvm import start_tiny_guest, wait_for_libvirt
+from qtagent.lab.guestvm import start_tiny_guest, wait_for_guest_pci, wait_for_libvirt
+from qtagent.model.host import PfInfo
 from qtagent.ops.context import HostContext, HostPaths
 
 VM = "demo-vm"
 MAC = "52:54:00:de:00:01"
 VLAN = 100
+VF_IDS = "0x8086:0x10ca"  # an 82576 VF, as the guest's sysfs spells it
 
 
 class Demo:
@@ -71,12 +75,26 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="qtagent-demo-"))
     demo = Demo(work / "qtagent.db")
     ctx = HostContext(HostPaths(db_path=demo.db))
-    igb = [pf for pf in ctx.snapshot(settings=False).pfs if pf.driver == "igb"]
+    pfs = ctx.snapshot(settings=False).pfs
+    igb = [pf for pf in pfs if pf.driver == "igb"]
+    nsim = [pf for pf in pfs if pf.bus.value == "netdevsim"]
     demo.check("the lab shows two igb PFs", len(igb) == 2)
-    nsim = [pf for pf in ctx.snapshot(settings=False).pfs if pf.bus.value == "netdevsim"]
+    if not igb:
+        return demo.report()
+    apply_host_config(demo, work / "host.toml", igb, nsim)
+    console = start_vm(demo, ctx, work)
+    index = attach_vf(demo, igb[0], console)
+    detach_vf(demo, igb[0], index, console)
+    ctx.virt.destroy(VM)
+    ctx.close()
+    out = os.environ.get("QTAGENT_LAB_OUT")
+    if out:
+        shutil.copyfile(console, Path(out) / "demo-vm-console.log")
+    return demo.report()
 
+
+def apply_host_config(demo: Demo, config: Path, igb: list[PfInfo], nsim: list[PfInfo]) -> None:
     print("== 1. Host config: 3 VFs on each igb PF, spoofchk on, trust off")
-    config = work / "host.toml"
     lines = ["version = 1"]
     for pf in igb:
         lines += [
@@ -95,39 +113,54 @@ def main() -> int:
         "applying the same config again writes nothing", all(not r["changed"] for r in again)
     )
 
-    print("\n== 2. A small VM (tiny guest booted by libvirt)")
+
+def start_vm(demo: Demo, ctx: HostContext, work: Path) -> Path:
+    print("\n== 2. A small VM (the tiny guest, booted by libvirt)")
     wait_for_libvirt()
     start = time.monotonic()
-    start_tiny_guest(ctx.virt, VM, Path(os.environ.get("QTAGENT_LAB_OUT", str(work))))
+    console = start_tiny_guest(ctx.virt, VM, work)
     demo.timings.append(("vm start+boot", time.monotonic() - start))
-    print(f"VM {VM!r} is up")
+    print(f"VM {VM!r} is up (its serial console: {console})")
+    return console
 
-    pf0 = igb[0]
-    print(f"\n== 3. Attach a VF of {pf0.name} ({pf0.netdev}) with MAC {MAC} and VLAN {VLAN}")
+
+def attach_vf(demo: Demo, pf: PfInfo, console: Path) -> int:
+    print(f"\n== 3. Attach a VF of {pf.name} ({pf.netdev}) with MAC {MAC} and VLAN {VLAN}")
     attached = json.loads(
-        demo.qtagent("--json", "vm", "attach", VM, pf0.name, "--mac", MAC, "--vlan", str(VLAN))
+        demo.qtagent("--json", "vm", "attach", VM, pf.name, "--mac", MAC, "--vlan", str(VLAN))
     )
     index = int(attached["index"])
-    vfs = json.loads(demo.qtagent("--json", "vf", "list", pf0.name))
-    demo.qtagent("vf", "list", pf0.name)
-    vf = next(v for v in vfs if v["index"] == index)
+    vf = show_vf(demo, pf, index)
     demo.check(f"VF{index} is held by {VM}", vf["vm"] == VM)
     demo.check(f"VF{index} is on vfio-pci", vf["driver"] == "vfio-pci")
     demo.check(f"VF{index} has MAC {MAC} and VLAN {VLAN}", vf["mac"] == MAC and vf["vlan"] == VLAN)
+    demo.check(
+        f"the VM's OS sees the VF ({VF_IDS}) on its PCI bus",
+        wait_for_guest_pci(console, VF_IDS, present=True),
+    )
+    return index
 
+
+def detach_vf(demo: Demo, pf: PfInfo, index: int, console: Path) -> None:
     print(f"\n== 4. Detach VF{index} and show it restored")
-    demo.qtagent("vm", "detach", VM, pf0.name, str(index))
-    vfs = json.loads(demo.qtagent("--json", "vf", "list", pf0.name))
-    demo.qtagent("vf", "list", pf0.name)
-    vf = next(v for v in vfs if v["index"] == index)
+    demo.qtagent("vm", "detach", VM, pf.name, str(index))
+    vf = show_vf(demo, pf, index)
     demo.check(f"VF{index} is free again", vf["vm"] is None)
+    demo.check(
+        "the VM's OS no longer sees the VF", wait_for_guest_pci(console, VF_IDS, present=False)
+    )
     demo.check(f"VF{index} is back on igbvf", vf["driver"] == "igbvf")
     demo.check(f"VF{index} no longer carries the VM's MAC", vf["mac"] != MAC)
     demo.check(f"VF{index} VLAN reads back 0", vf["vlan"] == 0)
     demo.check(f"VF{index} spoofchk is back to the default (on)", vf["spoofchk"] is True)
-    ctx.virt.destroy(VM)
-    ctx.close()
-    return demo.report()
+
+
+def show_vf(demo: Demo, pf: PfInfo, index: int) -> dict[str, Any]:
+    """Show the PF's VF table as a sysadmin sees it; return VF ``index`` as JSON."""
+    vfs = json.loads(demo.qtagent("--json", "vf", "list", pf.name))
+    demo.qtagent("vf", "list", pf.name)
+    found: dict[str, Any] = next(v for v in vfs if v["index"] == index)
+    return found
 
 
 if __name__ == "__main__":

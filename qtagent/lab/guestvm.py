@@ -1,29 +1,22 @@
 """VMs inside the lab guest: wait for libvirtd, start the tiny guest and wait for it.
 
-Used by the demo and the lab tests. The tiny guest's kernel is the one
-`scripts/build-tiny-kernel.sh` built into the lab cache (seconds to boot under
-TCG-in-TCG); without it the lab's own Debian kernel is used (minutes).
+Used by the demo and the lab tests. The tiny guest (:mod:`qtagent.lab.tinyguest`)
+boots in about a minute under TCG inside the lab's TCG; setup builds it.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from qtagent.errors import LabError, Timeout
-from qtagent.lab.runner import lab_cache
-from qtagent.lab.tinyguest import write_initramfs
+from qtagent.lab import tinyguest
 from qtagent.virt.api import VirtBackend
-from qtagent.virt.domain_xml import DomainSpec, domain_xml
-
-UP_LINE = "tinyguest: up"
-CMDLINE = "console=ttyS0 quiet panic=-1"
 
 
-def wait_for_libvirt(uri: str = "qemu:///system", timeout_s: float = 120.0) -> None:
+def wait_for_libvirt(uri: str = "qemu:///system", timeout_s: float = 240.0) -> None:
     """Poll `virsh version` until libvirtd answers (the lab starts it in the background)."""
     virsh = shutil.which("virsh")
     if virsh is None:
@@ -40,39 +33,26 @@ def wait_for_libvirt(uri: str = "qemu:///system", timeout_s: float = 120.0) -> N
         time.sleep(0.5)
 
 
-def tiny_kernel() -> Path:
-    """The tiny guest kernel, or the lab kernel when the tiny one was not built."""
-    release = os.uname().release
-    tiny = lab_cache() / release / "tiny-bzImage"
-    if tiny.is_file():
-        return tiny
-    return Path(f"/boot/vmlinuz-{release}")
-
-
 def start_tiny_guest(
-    virt: VirtBackend, name: str, out_dir: Path, *, timeout_s: float = 1500.0, memory_mib: int = 128
+    virt: VirtBackend, name: str, work_dir: Path, *, timeout_s: float = 600.0
 ) -> Path:
-    """Define and start VM ``name`` running the tiny guest; wait until its init runs.
+    """Define and start VM ``name`` running the tiny guest; return once its init has
+    printed its first PCI report (from then on it sees hot-plug and answers unplug).
 
-    Returns the serial console log (the guest prints the PCI devices it sees there).
+    ``work_dir`` gets the initramfs and the serial console log, which is returned;
+    keep it on a local file system (QEMU writes the console byte by byte, and 9p
+    pays a round trip for each). A VM that does not come up in ``timeout_s`` is
+    destroyed: left booting, it would slow everything after it.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    initrd = write_initramfs(out_dir / f"{name}-initrd.img")
-    console = out_dir / f"{name}-console.log"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    boot = tinyguest.prepare(work_dir)
+    console = work_dir / f"{name}-console.log"
     console.unlink(missing_ok=True)
-    spec = DomainSpec(
-        name=name,
-        memory_mib=memory_mib,
-        kernel=PurePosixPath(tiny_kernel()),
-        initrd=PurePosixPath(initrd),
-        cmdline=CMDLINE,
-        serial_log=PurePosixPath(console),
-    )
-    virt.define_and_start(domain_xml(spec), paused=False)
+    virt.define_and_start(tinyguest.domain_xml(name, boot, console), paused=False)
     deadline = time.monotonic() + timeout_s
-    while UP_LINE not in _read(console):
+    while tinyguest.pci_devices(_read(console)) is None:
         if time.monotonic() > deadline:
-            virt.destroy(name)  # a VM left booting would slow everything after it
+            virt.destroy(name)
             raise Timeout(f"VM {name} did not boot within {timeout_s:.0f} s", hint=f"see {console}")
         time.sleep(0.5)
     return console
@@ -83,3 +63,16 @@ def _read(path: Path) -> str:
         return path.read_text(errors="replace")
     except OSError:
         return ""
+
+
+def wait_for_guest_pci(console: Path, ids: str, *, present: bool, timeout_s: float = 120.0) -> bool:
+    """Wait until the tiny guest's latest PCI report does (``present``) or does not
+    show a device with ``ids`` (sysfs spelling, ``0x8086:0x10ca``); False on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        devices = tinyguest.pci_devices(_read(console)) or {}
+        if (ids in devices.values()) == present:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.25)

@@ -33,7 +33,9 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-def resolve_spec(out_dir: Path, *, cpus: int = 2, memory_mib: int = 3072) -> LabSpec:
+def resolve_spec(
+    out_dir: Path, *, cpus: int = 2, memory_mib: int = 3072, acs: bool = True
+) -> LabSpec:
     """Build the LabSpec from what setup cached; refuse clearly when something is missing."""
     cache = lab_cache()
     release_file = cache / "kernel-release"
@@ -67,6 +69,7 @@ def resolve_spec(out_dir: Path, *, cpus: int = 2, memory_mib: int = 3072) -> Lab
         venv=venv,
         cpus=cpus,
         memory_mib=memory_mib,
+        acs=acs,
     )
 
 

@@ -21,7 +21,9 @@ class LabSpec:
     """Everything needed to boot one lab guest.
 
     ``memory_mib`` is split evenly across the NUMA nodes; ``cpus`` are spread one
-    node each (at least one CPU per node).
+    node each (at least one CPU per node). ``acs`` False boots the PFs' root ports
+    without Access Control Services, as on many boards: the kernel then puts each
+    VF in its PF's IOMMU group, which makes it unfit for a VM (FIELD-CASES C7).
     """
 
     kernel: Path
@@ -33,6 +35,7 @@ class LabSpec:
     numa_nodes: int = 2
     cpus: int = 2
     memory_mib: int = 3072
+    acs: bool = True
     extra_rwdirs: tuple[Path, ...] = field(default_factory=tuple)
 
     def qemu_opts(self) -> list[str]:
@@ -46,7 +49,8 @@ class LabSpec:
             bus_nr = 64 * (node + 1)
             opts += [
                 "-device", f"pxb-pcie,id=pxb{node},bus_nr={bus_nr},numa_node={node},bus=pcie.0",
-                "-device", f"pcie-root-port,id=rp{node},bus=pxb{node},chassis={10 + node}",
+                "-device", f"pcie-root-port,id=rp{node},bus=pxb{node},chassis={10 + node}"
+                + ("" if self.acs else ",disable-acs=on"),
                 "-device", f"igb,netdev=lab{node},bus=rp{node}",
                 "-netdev", f"user,id=lab{node},restrict=on",
             ]  # fmt: skip
@@ -85,6 +89,7 @@ class LabSpec:
         env = {
             "QTAGENT_LAB": "1",
             "QTAGENT_LAB_OUT": str(self.out_dir),
+            "QTAGENT_LAB_ACS": "on" if self.acs else "off",
             "QTAGENT_LAB_NETDEVSIM_KO": str(self.netdevsim_ko or ""),
             "QTAGENT_VENV": str(self.venv),
         }

@@ -1,7 +1,8 @@
 """VFs given to a running VM and taken back, against real libvirt, QEMU, vfio-pci and
 igb in the lab guest (FIELD-CASES C2, C4, C9), through qtagent's operations.
 
-The VM runs the tiny guest (a real OS), so hot-unplug completes for real.
+The VM runs the tiny guest (a real OS that reports its PCI devices on its serial
+console), so hot-unplug completes for real and the tests see the VF come and go.
 Run in the guest: qtagent lab run -- pytest -p no:cacheprovider tests/lab/test_assign_lab.py
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,27 +18,18 @@ from pathlib import Path
 import pytest
 
 from qtagent.errors import Conflict, NotFound
-from qtagent.lab.guestvm import start_tiny_guest, wait_for_libvirt
+from qtagent.lab.guestvm import start_tiny_guest, wait_for_guest_pci, wait_for_libvirt
 from qtagent.model.types import MacAddress, VfId
 from qtagent.ops.assign import attach, detach
 from qtagent.ops.context import HostContext, HostPaths
 from qtagent.ops.provision import set_vf_count
 from qtagent.plan.vfcount import plan_vf_count
+from tests.lab.labkit import IGB, IN_LAB_GUEST, SYS
 
-SYS = Path("/sys")
-IGB = SYS / "bus/pci/drivers/igb"
 VM = "assign-vm"
+VF_IDS = "0x8086:0x10ca"  # an 82576 VF, as the VM's sysfs spells it
 
-pytestmark = [
-    pytest.mark.lab,
-    # The VM boots the full Debian kernel under TCG-in-TCG (3-10+ min): opt-in through
-    # `make test-lab-vm` until the tiny guest kernel lands in setup (docs/lab.md).
-    pytest.mark.skipif(
-        not os.environ.get("QTAGENT_LAB_VM_TESTS"), reason="VM tests are opt-in: make test-lab-vm"
-    ),
-    pytest.mark.skipif(not IGB.is_dir(), reason="no igb PF: not in the lab guest"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-]
+pytestmark = [*IN_LAB_GUEST, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +41,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HostContext,
     set_vf_count(ctx, pf, 0)
     set_vf_count(ctx, pf, 4)
     wait_for_libvirt()
-    out = Path(os.environ.get("QTAGENT_LAB_OUT", str(work)))
-    console = start_tiny_guest(ctx.virt, VM, out)
+    console = start_tiny_guest(ctx.virt, VM, work)
     yield ctx, pf, console
     ctx.virt.destroy(VM)
+    out = os.environ.get("QTAGENT_LAB_OUT")
+    if out:
+        shutil.copyfile(console, Path(out) / "assign-lab-console.log")
     set_vf_count(ctx, pf, 0)
     ctx.close()
 
@@ -80,6 +75,7 @@ def test_attach_programs_the_vf_and_the_guest_sees_it(lab: tuple[HostContext, st
     assert vf.address in ctx.virt.hostdev_addresses(VM)
     assert kernel_vfs(pf)[1]["address"] == str(mac) and vlan_of(kernel_vfs(pf)[1]) == 100
     assert result.knobs.complete
+    assert wait_for_guest_pci(console, VF_IDS, present=True), "the VM's OS never saw the VF"
     allocation = ctx.store.allocation(VfId(pf, 1))
     assert allocation is not None and allocation.vm.name == VM
 
@@ -100,8 +96,7 @@ def test_attach_programs_the_vf_and_the_guest_sees_it(lab: tuple[HostContext, st
     assert kernel_vfs(pf)[1]["address"] != str(mac) and vlan_of(kernel_vfs(pf)[1]) == 0
     assert ctx.store.allocation(VfId(pf, 1)) is None
     assert detached.driver == "igbvf"
-    log = console.read_text(errors="replace")
-    assert "8086:0x10ca" in log or "0x8086:0x10ca" in log
+    assert wait_for_guest_pci(console, VF_IDS, present=False), "the VF stayed in the VM's OS"
 
 
 def test_c4_four_releases_in_a_row_leave_distinct_macs_and_no_vm_mac(

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,10 +28,8 @@ from qtagent.netlink.pyroute2_backend import Pyroute2VfNetlink
 from qtagent.netlink.rtnl_backend import RtnlVfNetlink
 from qtagent.plan.knob_report import KnobOutcome, KnobReport, Rollback
 from qtagent.plan.knobs import KnobRequest
+from tests.lab.labkit import IGB, IN_LAB_GUEST, NSIM, SYS, wait_for
 
-SYS = Path("/sys")
-IGB = SYS / "bus/pci/drivers/igb"
-NSIM = SYS / "bus/netdevsim/devices/netdevsim1"
 MAC = MacAddress.parse("02:11:22:33:44:55")
 C6_REQUEST = KnobRequest(
     mac=MAC,
@@ -51,23 +47,11 @@ def igb_pf_dirs() -> list[Path]:
     return sorted(IGB.glob("0000:*")) if IGB.is_dir() else []
 
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(not igb_pf_dirs(), reason="no igb PF: not in the lab guest"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-]
+pytestmark = [*IN_LAB_GUEST]
 
 
 def sh(command: str) -> str:
     return subprocess.run(command, shell=True, check=True, capture_output=True, text=True).stdout
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def ensure_vfs(device: Path, count: int) -> None:

@@ -20,7 +20,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +40,8 @@ from qtagent.virt.domain_xml import (
 )
 from qtagent.virt.errors import LibvirtFailure, VirtConflict
 from qtagent.virt.libvirt_backend import LibvirtBackend
+from tests.lab.labkit import IGB, IN_LAB_GUEST, SYS, driver_of, save_timings, wait_for, write
 
-SYS = Path("/sys")
-IGB = SYS / "bus/pci/drivers/igb"
 SOCKET = Path("/run/libvirt/libvirt-sock")
 VM_A, VM_B = "qt-lab-a", "qt-lab-b"
 MAC_A = MacAddress.parse("52:54:00:aa:bb:01")
@@ -51,10 +50,7 @@ MAC_C = MacAddress.parse("52:54:00:aa:bb:03")
 ZERO = "00:00:00:00:00:00"
 
 pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(os.environ.get("QTAGENT_LAB") != "1", reason="not in the lab guest"),
-    pytest.mark.skipif(not IGB.is_dir(), reason="no igb driver: not in the lab guest"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    *IN_LAB_GUEST,
     # Under TCG with other guests on the same two cores, a VM start took up to 90 s.
     pytest.mark.timeout(1200),
 ]
@@ -65,34 +61,11 @@ MEASURED: dict[str, float] = {}
 # ------------------------------------------------------------------ helpers
 
 
-def write(path: Path, text: str) -> None:
-    """``echo text > path`` as one write(2), without O_CREAT: in the guest, opening
-    .../driver/unbind with O_CREAT (pathlib's write_text) fails with EACCES."""
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.1)
-
-
 @contextmanager
 def timed(key: str) -> Iterator[None]:
     start = time.monotonic()
     yield
     MEASURED[key] = round(time.monotonic() - start, 2)
-
-
-def driver_of(address: PciAddress) -> str | None:
-    link = SYS / "bus/pci/devices" / str(address) / "driver"
-    return os.readlink(link).rpartition("/")[2] if link.exists() else None
 
 
 def pf_reports(netdev: str, vf: int) -> tuple[str, int]:
@@ -140,10 +113,7 @@ class LabPf:
 @pytest.fixture(scope="module", autouse=True)
 def measurements() -> Iterator[None]:
     yield
-    out = Path(os.environ.get("QTAGENT_LAB_OUT", "lab-out")) / "libvirt-lab-timings.json"
-    with suppress(OSError):
-        out.write_text(json.dumps(MEASURED, indent=2) + "\n")
-    print(f"\nlibvirt lab timings (s): {MEASURED}")
+    save_timings("libvirt", MEASURED)
 
 
 @pytest.fixture(scope="module")

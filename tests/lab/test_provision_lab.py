@@ -7,7 +7,6 @@ Run in the guest: qtagent lab run -- pytest -p no:cacheprovider tests/lab/test_p
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,16 +21,9 @@ from qtagent.ops.context import HostContext, HostPaths
 from qtagent.ops.provision import set_vf_count
 from qtagent.store.records import VmRef
 from qtagent.sysfs.writer import SysfsWriter
+from tests.lab.labkit import IGB, IN_LAB_GUEST, NSIM, SYS
 
-SYS = Path("/sys")
-IGB = SYS / "bus/pci/drivers/igb"
-NSIM = SYS / "bus/netdevsim/devices/netdevsim1"
-
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(not IGB.is_dir(), reason="no igb PF: not in the lab guest"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-]
+pytestmark = [*IN_LAB_GUEST]
 
 
 def igb_pf() -> str:

@@ -16,8 +16,7 @@ import os
 import re
 import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,9 +25,8 @@ from qtagent.model.host import HostSnapshot, PfBus, PfInfo
 from qtagent.model.types import MacAddress, PciAddress, VfId
 from qtagent.sysfs.reader import read_host
 from tests.fakes.sysfs_tree import FakeFunction, FakeHost, FakeNetdev, FakePf, FakeSysfs, FakeVf
+from tests.lab.labkit import IGB, IN_LAB_GUEST, SYS, wait_for
 
-SYS = Path("/sys")
-IGB = SYS / "bus/pci/drivers/igb"
 N_VFS = 3
 
 
@@ -37,23 +35,11 @@ def igb_pf_dirs() -> list[Path]:
     return sorted(IGB.glob("0000:*")) if IGB.is_dir() else []
 
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(not igb_pf_dirs(), reason="no igb PF: not in the lab guest"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
-]
+pytestmark = [*IN_LAB_GUEST]
 
 
 def sh(command: str) -> None:
     subprocess.run(command, shell=True, check=True)
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def link_base(path: Path) -> str:
