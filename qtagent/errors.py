@@ -3,7 +3,9 @@
 Every failure a user can see is a :class:`QtagentError`. Each carries what went
 wrong (``str(err)``), what to do about it (``hint``), an HTTP-like ``status`` for
 the API and an ``exit_code`` for the CLI. Adapters re-raise foreign errors as
-qtagent errors with ``raise ... from e`` and keep the kernel's ``errno``.
+qtagent errors with ``raise ... from e`` and keep the kernel's ``errno``. An
+operation that fails part way adds what it had done already with
+``err.add_note(...)``; notes are part of the diagnostics.
 
 Messages never contain key material or other secrets.
 """
@@ -38,14 +40,22 @@ class QtagentError(Exception):
         text = self.message
         if self.errno is not None:
             text += f" [{self.errno_name}: {os.strerror(self.errno)}]"
+        for note in self.notes:
+            text += f"\n  {note}"
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What the failed operation had done already (``add_note``), in order."""
+        return tuple(getattr(self, "__notes__", ()))
 
     def to_dict(self) -> dict[str, object]:
         return {
             "error": type(self).__name__,
             "message": self.message,
+            "notes": list(self.notes),
             "hint": self.hint,
             "errno": self.errno_name,
             "status": self.status,
@@ -93,6 +103,10 @@ class KernelError(QtagentError):
 
 class TransientKernelError(KernelError):
     """The kernel refused for now (EBUSY, EAGAIN); retrying later may succeed."""
+
+
+class MalformedAttribute(KernelError):
+    """A sysfs attribute holds text the kernel never writes (a tampered or broken tree)."""
 
 
 class Timeout(QtagentError):

@@ -6,7 +6,18 @@ from pathlib import Path
 
 import click
 
-from qtagent.cli.common import MAC, ON_OFF, QOS, RATE, VLAN, holders, host
+from qtagent.cli.common import (
+    MAC,
+    ON_OFF,
+    QOS,
+    RATE,
+    VF_COUNT,
+    VF_INDEX,
+    VLAN,
+    NegativeNumbersAsValues,
+    holders,
+    host,
+)
 from qtagent.cli.output import emit, table
 from qtagent.cli.views import PF_HEADERS, VF_HEADERS, pf_dict, pf_row, vf_dict, vf_row
 from qtagent.config import load_host_config
@@ -32,9 +43,9 @@ def pf_list() -> None:
     emit([pf_dict(p) for p in snapshot.pfs], text)
 
 
-@pf.command("set-vfs")
+@pf.command("set-vfs", cls=NegativeNumbersAsValues)
 @click.argument("pf_name", metavar="PF")
-@click.argument("count", type=click.IntRange(0, 4096))
+@click.argument("count", type=VF_COUNT)
 @click.option("--drain", is_flag=True, help="Detach and release every VF of the PF first.")
 def pf_set_vfs(pf_name: str, count: int, drain: bool) -> None:
     """Give PF exactly COUNT VFs (no write if it has them already)."""
@@ -73,9 +84,9 @@ def vf_list(pf_name: str | None) -> None:
     emit([vf_dict(v, held) for v in vfs], text)
 
 
-@vf.command("set")
+@vf.command("set", cls=NegativeNumbersAsValues)
 @click.argument("pf_name", metavar="PF")
-@click.argument("index", type=click.IntRange(0))
+@click.argument("index", type=VF_INDEX)
 @click.option("--mac", type=MAC, help="Admin MAC address.")
 @click.option("--vlan", type=VLAN, help="VLAN id (0 = none).")
 @click.option("--qos", type=QOS, default=0, help="802.1p priority for the VLAN.")
@@ -120,9 +131,9 @@ def vf_set(
     emit(report.to_dict(), report.table())
 
 
-@vf.command("bind")
+@vf.command("bind", cls=NegativeNumbersAsValues)
 @click.argument("pf_name", metavar="PF")
-@click.argument("index", type=click.IntRange(0))
+@click.argument("index", type=VF_INDEX)
 @click.option("--driver", type=click.Choice(["vfio-pci", "host"]), required=True)
 def vf_bind(pf_name: str, index: int, driver: str) -> None:
     """Move VF INDEX of PF to vfio-pci (after an IOMMU group check) or back to a host driver."""

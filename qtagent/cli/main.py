@@ -11,7 +11,7 @@ import click
 from qtagent import __version__
 from qtagent.cli.host_cmds import apply_cmd, pf, vf
 from qtagent.cli.lab import lab
-from qtagent.cli.output import Options
+from qtagent.cli.output import Options, VisibleFormatter, visible
 from qtagent.cli.vm_cmds import vm
 from qtagent.errors import QtagentError
 from qtagent.ops.context import HostContext, HostPaths
@@ -25,7 +25,8 @@ class QtagentGroup(click.Group):
         try:
             return super().invoke(ctx)
         except QtagentError as err:
-            click.echo(f"qtagent: error: {err.diagnostics()}", err=True)
+            text = visible(err.diagnostics(), keep_newlines=True)
+            click.echo(f"qtagent: error: {text}", err=True)
             sys.exit(err.exit_code)
 
 
@@ -68,10 +69,14 @@ def cli(
     A PF is named by its PCI address (0000:41:00.0), its netdevsim device
     (netdevsim1) or its interface name; a VF by its PF and index.
     """
+    # A caller that embeds the CLI (the unit tests, with their fake host) may hand in
+    # its own HostContext as click's ``obj``: it is used instead of one opened from the
+    # options, and closed at the end like one.
+    given = ctx.obj if isinstance(ctx.obj, HostContext) else None
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(
-        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(VisibleFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     ctx.obj = Options(json=as_json)
     paths = HostPaths(
         sysfs_root=sysfs_root,
@@ -79,8 +84,7 @@ def cli(
         libvirt_uri=libvirt_uri,
         netlink="pyroute2" if netlink == "pyroute2" else "rtnl",
     )
-    ctx.ensure_object(Options)
-    ctx.meta["host"] = ctx.with_resource(HostContext(paths))
+    ctx.meta["host"] = ctx.with_resource(given if given is not None else HostContext(paths))
 
 
 cli.add_command(pf)

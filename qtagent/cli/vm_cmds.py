@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from qtagent.cli.common import MAC, QOS, VLAN, host
+from qtagent.cli.common import MAC, QOS, VF_INDEX, VLAN, NegativeNumbersAsValues, host
 from qtagent.cli.output import emit, table
 from qtagent.model.types import MacAddress
 from qtagent.ops.assign import attach, detach
@@ -18,9 +18,7 @@ def vm() -> None:
 @vm.command("attach")
 @click.argument("vm_name", metavar="VM")
 @click.argument("pf_name", metavar="PF")
-@click.option(
-    "--index", type=click.IntRange(0), help="The VF to give (default: the first free one)."
-)
+@click.option("--index", type=VF_INDEX, help="The VF to give (default: the first free one).")
 @click.option("--mac", type=MAC, help="The MAC the VM sees on the VF.")
 @click.option("--vlan", type=VLAN, default=0, help="VLAN id the VF tags with (0 = none).")
 @click.option("--qos", type=QOS, default=0, help="802.1p priority for the VLAN.")
@@ -36,10 +34,10 @@ def vm_attach(
     emit(result.to_dict(), text)
 
 
-@vm.command("detach")
+@vm.command("detach", cls=NegativeNumbersAsValues)
 @click.argument("vm_name", metavar="VM")
 @click.argument("pf_name", metavar="PF")
-@click.argument("index", type=click.IntRange(0))
+@click.argument("index", type=VF_INDEX)
 @click.option("--timeout", type=click.FloatRange(1, 3600), default=60.0, show_default=True,
               help="Seconds to wait for the guest to let go of the VF.")  # fmt: skip
 def vm_detach(vm_name: str, pf_name: str, index: int, timeout: float) -> None:

@@ -118,11 +118,12 @@ def check_vm_name(name: str) -> None:
         raise InvalidInput(
             f"{name!r} is not a VM name", hint="give a non-empty name without outer spaces"
         )
+    hint = "give the VM's name as `virsh list --all` shows it"
     try:
         encoded = name.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidInput(f"VM name {name!r} is not valid Unicode text") from None
+        raise InvalidInput(f"VM name {name!r} is not valid Unicode text", hint=hint) from None
     if len(encoded) > VM_NAME_MAX:
-        raise InvalidInput(f"VM name is longer than {VM_NAME_MAX} bytes")
+        raise InvalidInput(f"VM name is longer than {VM_NAME_MAX} bytes", hint=hint)
     if "/" in name or any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in name):
-        raise InvalidInput(f"VM name {name!r} contains '/' or a control character")
+        raise InvalidInput(f"VM name {name!r} contains '/' or a control character", hint=hint)

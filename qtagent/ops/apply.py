@@ -6,6 +6,11 @@ an unknown PF, a count above sriov_totalvfs or a count change that would destroy
 an allocated VF refuses the whole file and changes nothing. The desired count
 is recorded first and marked applied only once the kernel shows every VF
 (FIELD-CASES C1: never recorded as applied after a failed write).
+
+PFs are then changed one after the other. If one fails, the error that stopped
+the run gets a note per PF saying whether it was changed (with its VF count read
+back) or not, so the operator knows the host's state; running the same file
+again changes only what still differs.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from functools import partial
 
 from qtagent.config import HostConfig, PfConfig
 from qtagent.effects.vfcount import VfCountResult, apply_vf_count
-from qtagent.errors import ConfigError
+from qtagent.errors import ConfigError, QtagentError
 from qtagent.model.host import PfInfo
 from qtagent.ops.context import HostContext
 from qtagent.ops.provision import apply_defaults
@@ -34,12 +39,17 @@ class PfApplied:
     defaults: tuple[KnobReport, ...]
 
     @property
-    def changed(self) -> bool:
-        return bool(self.count.writes) or any(
+    def knobs_applied(self) -> int:
+        """How many VF knobs the defaults changed."""
+        return sum(
             result.outcome is KnobOutcome.APPLIED
             for report in self.defaults
             for result in report.results
         )
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.count.writes) or self.knobs_applied > 0
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -67,17 +77,88 @@ def apply_config(ctx: HostContext, config: HostConfig) -> tuple[PfApplied, ...]:
         seen[pf.name] = wanted.name
         held = {a.vf: a.vm.name for a in ctx.store.allocations(pf=pf.name)}
         planned.append((wanted, pf, plan_vf_count(pf, wanted.num_vfs, held)))
-    results = []
+    results: list[PfApplied] = []
     for wanted, pf, plan in planned:
-        ctx.store.set_desired(pf.name, wanted.num_vfs, wanted.vf_defaults)
-        read_pf = partial(ctx.pf, pf.name, settings=False)
-        count = apply_vf_count(plan, ctx.writer, read_pf, clock=ctx.clock, sleep=ctx.sleep)
-        if not count.partial:
-            ctx.store.mark_applied(pf.name, wanted.num_vfs)
-        now = ctx.pf(pf.name, settings=False)
-        held_now = {a.vf.index for a in ctx.store.allocations(pf=pf.name)}
-        free_ready = [i for i in count.ready if i not in held_now]
-        defaults = apply_defaults(ctx, now, wanted.vf_defaults, free_ready)
+        count = None
+        try:
+            count = _apply_count(ctx, wanted, pf, plan)
+            defaults = _apply_vf_defaults(ctx, wanted, pf, count)
+        except QtagentError as err:
+            _note_progress(err, ctx, planned, results, in_defaults=count is not None)
+            raise
         results.append(PfApplied(wanted.name, pf.name, count, defaults))
         log.info("PF %s: %d VFs, writes %s", pf.name, wanted.num_vfs, list(count.writes))
     return tuple(results)
+
+
+def _apply_count(
+    ctx: HostContext, wanted: PfConfig, pf: PfInfo, plan: VfCountPlan
+) -> VfCountResult:
+    ctx.store.set_desired(pf.name, wanted.num_vfs, wanted.vf_defaults)
+    read_pf = partial(ctx.pf, pf.name, settings=False)
+    count = apply_vf_count(plan, ctx.writer, read_pf, clock=ctx.clock, sleep=ctx.sleep)
+    if not count.partial:
+        ctx.store.mark_applied(pf.name, wanted.num_vfs)
+    return count
+
+
+def _apply_vf_defaults(
+    ctx: HostContext, wanted: PfConfig, pf: PfInfo, count: VfCountResult
+) -> tuple[KnobReport, ...]:
+    """The file's VF defaults, on every ready VF no VM holds."""
+    now = ctx.pf(pf.name, settings=False)
+    held_now = {a.vf.index for a in ctx.store.allocations(pf=pf.name)}
+    free_ready = [i for i in count.ready if i not in held_now]
+    return apply_defaults(ctx, now, wanted.vf_defaults, free_ready)
+
+
+def _note_progress(
+    err: QtagentError,
+    ctx: HostContext,
+    planned: list[tuple[PfConfig, PfInfo, VfCountPlan]],
+    done: list[PfApplied],
+    *,
+    in_defaults: bool,
+) -> None:
+    """Note on ``err``, PF by PF, what the run had changed when it stopped
+    (``in_defaults``: while setting the VF defaults of the PF it stopped at)."""
+    at = len(done)
+    err.add_note(f"apply stopped at PF {at + 1} of {len(planned)} in the file")
+    for index, (wanted, _, plan) in enumerate(planned):
+        changed: bool | None
+        if index < at:
+            changed, detail = _what_changed(done[index], plan)
+        elif index == at:
+            changed, detail = _where_it_stopped(ctx, plan, in_defaults=in_defaults)
+        else:
+            changed, detail = False, "not reached"
+        status = "unknown" if changed is None else "changed" if changed else "not changed"
+        named = "" if wanted.name == plan.pf else f" ({wanted.name})"
+        err.add_note(f"{status}: {plan.pf}{named}: {detail}")
+    err.add_note("once the cause is fixed, apply the same file again: it changes only what differs")
+
+
+def _what_changed(result: PfApplied, plan: VfCountPlan) -> tuple[bool, str]:
+    parts = [f"VF count {plan.current} -> {plan.desired}"] if result.count.writes else []
+    if result.knobs_applied:
+        parts.append(f"{result.knobs_applied} VF knobs set")
+    return bool(parts), ", ".join(parts) or "it was as configured"
+
+
+def _where_it_stopped(
+    ctx: HostContext, plan: VfCountPlan, *, in_defaults: bool
+) -> tuple[bool | None, str]:
+    """Whether the PF it stopped at was changed (None: cannot tell), by its VF count
+    read back now; VF defaults that failed part way may have been set on some VFs."""
+    try:
+        now = ctx.pf(plan.pf, settings=False).num_vfs
+    except QtagentError:
+        return None, "where it stopped; `qtagent pf list` shows its state"
+    count_changed = now != plan.current
+    detail = "where it stopped; " + (
+        f"VF count {plan.current} -> {now}" if count_changed else f"VF count still {now}"
+    )
+    if in_defaults:
+        detail += "; its VF defaults may be set on some VFs"
+        return (True if count_changed else None), detail
+    return count_changed, detail

@@ -23,7 +23,7 @@ from qtagent.effects.knobs import apply_knobs
 from qtagent.effects.vfcount import readiness
 from qtagent.errors import Conflict, InvalidInput, NotFound, QtagentError, Timeout, Unsupported
 from qtagent.model.host import PfBus, PfInfo, VfInfo, VfSettings
-from qtagent.model.types import MacAddress, VfId, check_vlan
+from qtagent.model.types import MacAddress, VfId, check_vlan, check_vm_name
 from qtagent.netlink.api import Knob
 from qtagent.ops.context import HostContext
 from qtagent.plan.binding import check_vfio_viable
@@ -101,6 +101,7 @@ def attach(
     qos: int = 0,
 ) -> AttachResult:
     """Hot-plug a free VF of ``pf_name`` (``index``, or the first free one) into ``vm``."""
+    check_vm_name(vm)
     check_vlan(vlan, qos)
     if mac is not None and (mac.is_zero or mac.is_multicast):
         raise InvalidInput(f"{mac} cannot be a VM's MAC", hint="give a unicast, non-zero MAC")
@@ -152,6 +153,7 @@ def detach(
     """Hot-unplug VF ``index`` of ``pf_name`` from ``vm`` and give it back clean.
 
     ``clock`` and ``sleep`` time the wait for the guest; by default the context's."""
+    check_vm_name(vm)
     pf = ctx.pf(pf_name, settings=False)
     vf = pf.vf(index)
     allocation = ctx.store.allocation(vf.id)

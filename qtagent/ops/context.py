@@ -122,7 +122,7 @@ class HostContext:
     @property
     def writer(self) -> SysfsWriter:
         if self._writer is None:
-            self._writer = SysfsWriter(self.paths.sysfs_root)
+            self._writer = SysfsWriter(self._sysfs_root())
         return self._writer
 
     @property
@@ -133,13 +133,26 @@ class HostContext:
         """The host now; VF settings are read over netlink only when asked for
         (opening netlink is the costly part of a read)."""
         if self._reader is None:
-            self._reader = SysfsReader(self.paths.sysfs_root)
-            pci_ids = self._reader.pci_ids
-            self._settings_reader = SysfsReader(self.paths.sysfs_root, pci_ids=pci_ids)
+            root = self._sysfs_root()
+            self._reader = SysfsReader(root)
+            self._settings_reader = SysfsReader(root, pci_ids=self._reader.pci_ids)
         if not settings:
             return self._reader.snapshot()
         self._settings_reader.netlink = self.netlink
         return self._settings_reader.snapshot()
+
+    def _sysfs_root(self) -> Path:
+        """The sysfs root, refused if it is not a directory: the reader would show a
+        missing root as a host without PFs, which is a different answer."""
+        root = self.paths.sysfs_root
+        if not root.is_dir():
+            state = "is not a directory" if root.exists() else "does not exist"
+            raise InvalidInput(
+                f"the sysfs root {root} {state}",
+                hint="give the directory sysfs is mounted on (--sysfs-root, QTAGENT_SYSFS_ROOT; "
+                "/sys on a host), or mount it: mount -t sysfs sysfs /sys",
+            )
+        return root
 
     def pf(self, name: str, *, settings: bool = True) -> PfInfo:
         return self.snapshot(settings=settings).pf(name)

@@ -21,6 +21,7 @@ import logging
 import os
 import sqlite3
 import stat
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -36,6 +37,11 @@ DEFAULT_PATH: Final = Path("/var/lib/qtagent/qtagent.db")
 DEFAULT_BUSY_TIMEOUT_S: Final = 5.0
 FILE_MODE: Final = 0o600
 DIR_MODE: Final = 0o700
+SQLITE_HEADER: Final = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite file
+NOT_OURS_HINT: Final = (
+    "give the path of qtagent's allocation database (--db, QTAGENT_DB), "
+    "or move this file away so that a new database is created there"
+)
 
 Clock = Callable[[], datetime]
 
@@ -54,11 +60,61 @@ def utc_now() -> datetime:
 def prepare_file(path: Path) -> None:
     """Create the database file 0600 (its directory 0700) without following links.
 
-    An existing file with group or other access is tightened to 0600, with a
-    warning; a path that is a symlink or not a regular file is refused. SQLite
-    gives its -wal and -shm files the main file's mode.
+    An existing file is only looked at, never changed: a path that is a symlink,
+    not a regular file, or a file that is neither empty nor an SQLite database is
+    refused as it is. (:func:`tighten_mode` changes modes, once the file is known
+    to be the allocation database.)
     """
     path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    with _open_no_follow(path) as fd:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise StoreError(f"the allocation database {path} is not a regular file")
+        if info.st_size and os.pread(fd, len(SQLITE_HEADER), 0) != SQLITE_HEADER:
+            raise StoreError(
+                f"{path} is not an SQLite database; qtagent leaves it as it is",
+                hint=NOT_OURS_HINT,
+            )
+
+
+def tighten_mode(path: Path) -> None:
+    """Take group and other access away from the database and its -wal and -shm
+    files, with a warning (SQLite gives new -wal and -shm files the main file's mode)."""
+    with _open_no_follow(path) as fd:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & 0o077:
+            _log.warning("tightening %s from %o to 0600", path, mode)
+            _log.debug("chmod 0600 %s", path)
+            os.fchmod(fd, FILE_MODE)
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.is_file() and not side.is_symlink() and side.stat().st_mode & 0o077:
+            _log.debug("chmod 0600 %s", side)
+            side.chmod(FILE_MODE)
+
+
+def refuse_foreign_database(path: Path, busy_timeout_s: float) -> None:
+    """Refuse an SQLite database some other program made (one with tables but without
+    qtagent's schema_version table) before anything writes to it. Only reads."""
+    with sql_errors(f"open {path}"):
+        conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
+        try:
+            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            tables = sorted(str(row[0]) for row in rows)
+        finally:
+            conn.close()
+    if tables and "schema_version" not in tables:
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StoreError(
+            f"{path} is an SQLite database of another program (tables: {shown}); "
+            "qtagent leaves it as it is",
+            hint=NOT_OURS_HINT,
+        )
+
+
+@contextmanager
+def _open_no_follow(path: Path) -> Iterator[int]:
+    """The file's descriptor, created 0600 if missing; a symlink is refused."""
     flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     try:
         fd = os.open(path, flags, FILE_MODE)
@@ -69,20 +125,23 @@ def prepare_file(path: Path) -> None:
             errno=e.errno,
         ) from e
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise StoreError(f"the allocation database {path} is not a regular file")
-        if info.st_mode & 0o077:
-            _log.warning("tightening %s from %o to 0600", path, stat.S_IMODE(info.st_mode))
-            _log.debug("chmod 0600 %s", path)
-            os.fchmod(fd, FILE_MODE)
+        yield fd
     finally:
         os.close(fd)
-    for suffix in ("-wal", "-shm"):
-        side = path.with_name(path.name + suffix)
-        if side.is_file() and not side.is_symlink() and side.stat().st_mode & 0o077:
-            _log.debug("chmod 0600 %s", side)
-            side.chmod(FILE_MODE)
+
+
+# (device, inode) of each database file this process holds open -> how many connections
+_OPEN_FILES: dict[tuple[int, int], int] = {}
+_OPEN_FILES_LOCK = threading.Lock()
+
+
+def _file_key(path: Path) -> tuple[int, int] | None:
+    """The file's identity without opening it (None: no such file yet)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino)
 
 
 class Database:
@@ -91,20 +150,38 @@ class Database:
     def __init__(self, path: Path, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> None:
         self.path = path
         self._depth = 0
-        prepare_file(path)
+        # Closing any descriptor of a file drops the process's POSIX locks on it,
+        # SQLite's included ("How To Corrupt An SQLite Database File", 2.2). So the
+        # file is checked with descriptors of our own only before this process's first
+        # connection to it; a file already open here was checked then.
+        key = _file_key(path)
+        if key is None or key not in _OPEN_FILES:
+            prepare_file(path)
+            refuse_foreign_database(path, busy_timeout_s)
+            tighten_mode(path)
         with sql_errors(f"open {path}"):
             self.conn = sqlite3.connect(
                 path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=True
             )
+        self._key = _file_key(path)
+        if self._key is not None:
+            with _OPEN_FILES_LOCK:
+                _OPEN_FILES[self._key] = _OPEN_FILES.get(self._key, 0) + 1
         try:
             self._configure()
             self._migrate()
         except BaseException:
-            self.conn.close()
+            self.close()
             raise
 
     def close(self) -> None:
         self.conn.close()
+        if self._key is not None:
+            with _OPEN_FILES_LOCK:
+                left = _OPEN_FILES.pop(self._key) - 1
+                if left:
+                    _OPEN_FILES[self._key] = left
+            self._key = None
 
     def _configure(self) -> None:
         with sql_errors(f"configure {self.path}"):

@@ -6,6 +6,11 @@ attribute the kernel refuses to show (``speed`` of a down link gives EINVAL)
 or garbage in a fake tree all become ``None`` (or an empty list) and a debug
 log line. Callers decide what an unknown value means.
 
+Numbers are parsed strictly (:func:`parse_int`): only what the kernel's
+``sysfs_emit`` format writes, never what Python's ``int()`` would also take
+(``" 1_0 "``, ``"+3"``, ``"٣"``). An attribute that holds anything else is not
+the kernel's text: it becomes ``None`` with a warning naming the file.
+
 Paths are plain ``str``: the reader walks hundreds of entries per snapshot and
 ``pathlib`` costs more than the system calls themselves.
 """
@@ -15,7 +20,11 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
+from enum import Enum
 from typing import Final
+
+from qtagent.errors import MalformedAttribute
 
 _log = logging.getLogger(__name__)
 
@@ -23,6 +32,7 @@ _log = logging.getLogger(__name__)
 # in a hostile tree from hanging the reader; regular and sysfs files ignore it.
 _MAX_ATTR: Final = 4096
 _OPEN_FLAGS: Final = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+_NAME_NUMBER: Final = re.compile(r"0|[1-9][0-9]{0,19}")  # %u, ASCII digits only
 
 
 def read_bytes(path: str, *, missing_ok: bool = False) -> bytes | None:
@@ -58,24 +68,59 @@ def read_text(path: str) -> str | None:
         return None
 
 
-def read_int(path: str, base: int = 10) -> int | None:
-    """``cat $path`` as an integer in ``base`` (16 also takes a ``0x`` prefix)."""
-    text = read_text(path)
-    if text is None:
-        return None
+class IntFormat(Enum):
+    """How the kernel prints an integer attribute: (its printf format, the pattern of
+    exactly that output with the optional trailing newline, the base)."""
+
+    DECIMAL = ("%d", rb"(0|-?[1-9][0-9]{0,19})\n?", 10)  # numa_node, speed
+    COUNT = ("%u", rb"(0|[1-9][0-9]{0,19})\n?", 10)  # sriov_numvfs, ifindex
+    HEX = ("0x%x", rb"0x([0-9a-f]{1,16})\n?", 16)  # vendor, device, class
+    BARE_HEX = ("%x", rb"([0-9a-f]{1,16})\n?", 16)  # sriov_vf_device
+
+    def __init__(self, printf: str, pattern: bytes, base: int) -> None:
+        self.printf = printf
+        self.pattern = re.compile(pattern)
+        self.base = base
+
+
+def parse_int(data: bytes, form: IntFormat, path: str) -> int:
+    """The integer the kernel wrote into ``path`` in ``form``; anything else raises
+    :class:`MalformedAttribute` naming the file."""
+    match = form.pattern.fullmatch(data)
+    if match is None:
+        raise MalformedAttribute(
+            f"{path} holds {data[:40]!r}, not an integer as the kernel writes it ({form.printf!r})",
+            hint="something other than the kernel wrote this file, or the sysfs root is not sysfs",
+        )
+    return int(match[1], form.base)
+
+
+def read_int(path: str, form: IntFormat = IntFormat.DECIMAL) -> int | None:
+    """``cat $path`` as an integer printed in ``form``; None if unreadable or malformed."""
+    data = read_bytes(path)
+    return None if data is None else int_or_none(data, form, path)
+
+
+def int_or_none(data: bytes, form: IntFormat, path: str) -> int | None:
+    """:func:`parse_int`, with a malformed attribute logged as a warning and None."""
     try:
-        return int(text, base)
-    except ValueError:
-        _log.debug("cat %s: %r is not a base-%d integer", path, text[:40], base)
+        return parse_int(data, form, path)
+    except MalformedAttribute as err:
+        _log.warning("%s; taken as unknown", err.message)
         return None
 
 
 def read_count(path: str) -> int | None:
     """``cat $path`` as a non-negative decimal count (sriov_numvfs, ifindex, ...)."""
-    value = read_int(path)
-    if value is None or value < 0:
+    return read_int(path, IntFormat.COUNT)
+
+
+def number_in_name(name: str, prefix: str = "") -> int | None:
+    """N of a name the kernel made as ``prefix`` + ``%u`` (``virtfn3``, ``netdevsim1``,
+    an IOMMU group ``12``); None for any other name (``virtfn03``, ``virtfn٣``)."""
+    if not name.startswith(prefix) or _NAME_NUMBER.fullmatch(name, len(prefix)) is None:
         return None
-    return value
+    return int(name[len(prefix) :])
 
 
 def link_name(path: str) -> str | None:

@@ -13,7 +13,7 @@ from typing import Final
 
 from qtagent.model.host import IommuGroup
 from qtagent.model.types import PciAddress
-from qtagent.sysfs.attrs import link_name, list_dir, read_int
+from qtagent.sysfs.attrs import IntFormat, link_name, list_dir, number_in_name, read_int
 
 _log = logging.getLogger(__name__)
 
@@ -27,10 +27,10 @@ def group_number(device_dir: str) -> int | None:
     name = link_name(device_dir + "/iommu_group")
     if name is None:
         return None
-    if not name.isdigit():
+    number = number_in_name(name)
+    if number is None:
         _log.debug("readlink %s/iommu_group: %r is not a group number", device_dir, name)
-        return None
-    return int(name)
+    return number
 
 
 class IommuGroups:
@@ -67,7 +67,7 @@ class IommuGroups:
                 continue
             member = f"{devices}/{name}"
             members.append((address, link_name(member + "/driver")))
-            pci_class = read_int(member + "/class", 16)
+            pci_class = read_int(member + "/class", IntFormat.HEX)
             if pci_class is not None and pci_class >> 8 in _BRIDGE_CLASSES:
                 bridges.append(address)
         members.sort()

@@ -19,7 +19,7 @@ from typing import Final
 
 from qtagent.model.host import PfBus, PfInfo, VfInfo, VfSettings
 from qtagent.model.types import VfId
-from qtagent.sysfs.attrs import is_dir, link_name, list_dir, read_count
+from qtagent.sysfs.attrs import is_dir, link_name, list_dir, number_in_name, read_count
 from qtagent.sysfs.context import ReadContext
 from qtagent.sysfs.netdev import read_netdev
 
@@ -32,9 +32,9 @@ _NO_SETTINGS = VfSettings()
 def read_netdevsim_pfs(ctx: ReadContext) -> list[PfInfo]:
     """Every netdevsim device: ``ls bus/netdevsim/devices``, in device-number order."""
     devices = ctx.root + "/bus/netdevsim/devices"
-    names = [n for n in list_dir(devices) if n.startswith("netdevsim") and n[9:].isdigit()]
+    numbered = ((number_in_name(name, "netdevsim"), name) for name in list_dir(devices))
     pfs = []
-    for name in sorted(names, key=lambda n: int(n[9:])):
+    for _, name in sorted((number, name) for number, name in numbered if number is not None):
         pf = read_netdevsim_pf(ctx, name, f"{devices}/{name}")
         if pf is not None:
             pfs.append(pf)

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from qtagent.model.types import PciAddress
+from qtagent.sysfs.attrs import number_in_name
 
 
 def device_dir(root: Path, address: PciAddress) -> Path:
@@ -24,6 +25,7 @@ def driver_of(root: Path, address: PciAddress) -> str | None:
 def iommu_group_of(root: Path, address: PciAddress) -> int | None:
     """basename $(readlink /sys/bus/pci/devices/$addr/iommu_group)"""
     try:
-        return int(os.path.basename(os.readlink(device_dir(root, address) / "iommu_group")))
-    except (OSError, ValueError):
+        target = os.readlink(device_dir(root, address) / "iommu_group")
+    except OSError:
         return None
+    return number_in_name(os.path.basename(target))

@@ -12,7 +12,17 @@ from collections.abc import Mapping
 
 from qtagent.model.host import PciIdentity, PfBus, PfInfo, VfInfo, VfSettings
 from qtagent.model.types import VfId
-from qtagent.sysfs.attrs import is_dir, link_name, list_dir, read_bytes, read_count, read_int
+from qtagent.sysfs.attrs import (
+    IntFormat,
+    int_or_none,
+    is_dir,
+    link_name,
+    list_dir,
+    number_in_name,
+    read_bytes,
+    read_count,
+    read_int,
+)
 from qtagent.sysfs.context import ReadContext
 from qtagent.sysfs.iommu import group_number
 from qtagent.sysfs.netdev import netdev_name, read_netdev
@@ -42,17 +52,14 @@ def read_pci_pf(ctx: ReadContext, name: str, pf_dir: str) -> PfInfo | None:
     if address is None:
         _log.debug("ls bus/pci/devices: %r is not a PCI address; ignored", name)
         return None
-    total_raw = total_raw.strip()
-    if total_raw.isdigit():
-        total_vfs = int(total_raw)
-    else:
-        # Fail closed: a PF whose limit cannot be read takes no VFs.
-        _log.debug("cat %s/sriov_totalvfs: %r; taking 0 VFs", pf_dir, total_raw[:40])
-        total_vfs = 0
+    total_vfs = int_or_none(total_raw, IntFormat.COUNT, pf_dir + "/sriov_totalvfs")
+    if total_vfs is None:
+        total_vfs = 0  # fail closed: a PF whose limit cannot be read takes no VFs
 
-    vendor = read_int(pf_dir + "/vendor", 16)
-    identity = _identity(ctx, vendor, read_int(pf_dir + "/device", 16))
-    vf_identity = _identity(ctx, vendor, read_int(pf_dir + "/sriov_vf_device", 16))
+    vendor = read_int(pf_dir + "/vendor", IntFormat.HEX)
+    identity = _identity(ctx, vendor, read_int(pf_dir + "/device", IntFormat.HEX))
+    vf_device = read_int(pf_dir + "/sriov_vf_device", IntFormat.BARE_HEX)
+    vf_identity = _identity(ctx, vendor, vf_device)
     driver = link_name(pf_dir + "/driver")
     netdev = read_netdev(pf_dir)
     ifindex = netdev.ifindex if netdev is not None else None
@@ -96,11 +103,8 @@ def read_pci_pf(ctx: ReadContext, name: str, pf_dir: str) -> PfInfo | None:
 
 def _virtfn_indexes(pf_dir: str) -> list[int]:
     """The N of every ``$pf/virtfnN`` link, ascending."""
-    return sorted(
-        int(entry[6:])
-        for entry in list_dir(pf_dir)
-        if entry.startswith("virtfn") and entry[6:].isdigit()
-    )
+    indexes = (number_in_name(entry, "virtfn") for entry in list_dir(pf_dir))
+    return sorted(index for index in indexes if index is not None)
 
 
 def _read_vf(

@@ -54,7 +54,8 @@ class FakeVirt:
     """Domains and the host drivers of PCI functions (``drivers``: address -> driver).
 
     ``drivers`` is used as given, not copied: pass a live view of a fake sysfs tree
-    (``tests.fakes.pci_bus.DriverView``) so that libvirt and sysfs agree.
+    (``tests.fakes.pci_bus.DriverView``) so that libvirt and sysfs agree. ``calls``
+    lists every request made to libvirt, reads included, in order.
     """
 
     def __init__(self, drivers: MutableMapping[PciAddress, str | None] | None = None) -> None:
@@ -78,12 +79,15 @@ class FakeVirt:
         return _info(dom)
 
     def list_domains(self) -> tuple[DomainInfo, ...]:
+        self.calls.append("list")
         return tuple(_info(d) for _, d in sorted(self.domains.items()))
 
     def domain_exists(self, name: str) -> bool:
+        self.calls.append(f"exists {name}")
         return name in self.domains
 
     def domain_xml(self, name: str) -> str:
+        self.calls.append(f"xml {name}")
         dom = self._get(name)
         devices = "".join(
             vf_interface_xml(VfInterface(d.address, d.mac, d.vlan, d.managed))

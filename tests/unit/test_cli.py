@@ -1,15 +1,35 @@
-"""The CLI on a fake sysfs tree: tables, JSON, and bad input refused with nothing changed."""
+"""The CLI on a fake sysfs tree: tables, JSON, and bad input refused with nothing changed.
 
+Most tests give the CLI only a fake sysfs tree (--sysfs-root) and a database path;
+those that need libvirt, netlink or a kernel that answers sysfs writes hand it the
+complete fake host of tests/fakes/host_rig.py as click's ``obj``.
+"""
+
+import errno
 import json
+import logging
+import re
+import sqlite3
+import stat
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from qtagent.cli.main import cli
+from qtagent.cli.output import VisibleFormatter, table, visible
+from tests.fakes.host_rig import FakeHostRig
 from tests.fakes.sysfs_tree import FakeSysfs, igb_host
 
 PF = "0000:41:00.0"
+COUNT_MUST = "the VF count must be a whole number from 0 to 4096,"
+INDEX_MUST = "the VF index must be a whole number from 0 up,"
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL, C1: what a terminal obeys
+RAW_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")  # the same, newlines excepted
 
 
 @pytest.fixture
@@ -23,6 +43,19 @@ def run(tree: FakeSysfs, tmp_path: Path, *args: str) -> tuple[int, str, str]:
         ["--sysfs-root", str(tree.root), "--db", str(tmp_path / "db" / "q.db"), *args],
     )
     return result.exit_code, result.stdout, result.stderr
+
+
+def run_on(rig: FakeHostRig, *args: str) -> tuple[int, str, str]:
+    """The CLI on the rig's fake host (sysfs, kernel, netlink, libvirt, clock)."""
+    result = CliRunner().invoke(cli, list(args), obj=rig.ctx)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[FakeHostRig]:
+    rig = FakeHostRig.build(tmp_path, igb_host(n_pfs=2, n_vfs=3))
+    yield rig
+    rig.ctx.close()
 
 
 def snapshot_files(root: Path) -> dict[str, bytes]:
@@ -66,7 +99,15 @@ def test_vf_list_by_netdev_name_identifies_vfs_by_pf_and_index(
     [
         (["pf", "set-vfs", "0000:99:00.0", "2"], 3, "no SR-IOV PF named"),
         (["pf", "set-vfs", PF, "8"], 2, "at most 7 VFs"),
-        (["pf", "set-vfs", PF, "-1"], 2, "-1"),
+        (["pf", "set-vfs", PF, "-1"], 2, f"{COUNT_MUST} not '-1'"),
+        (["pf", "set-vfs", PF, "+3"], 2, f"{COUNT_MUST} not '+3'"),
+        (["pf", "set-vfs", PF, "1_0"], 2, f"{COUNT_MUST} not '1_0'"),
+        (["pf", "set-vfs", PF, "-1", "--drain"], 2, f"{COUNT_MUST} not '-1'"),
+        (["vf", "set", PF, "-1", "--trust", "on"], 2, f"{INDEX_MUST} not '-1'"),
+        (["vf", "bind", PF, "-2", "--driver", "host"], 2, f"{INDEX_MUST} not '-2'"),
+        (["vm", "detach", "vm1", PF, "-1"], 2, f"{INDEX_MUST} not '-1'"),
+        (["vm", "attach", "vm1", PF, "--index", "-1"], 2, f"{INDEX_MUST} not '-1'"),
+        (["vf", "set", PF, "0", "--trsut", "on"], 2, "No such option '--trsut'. Did you mean"),
         (["vf", "set", PF, "9", "--trust", "on"], 3, "has no VF 9"),
         (["vf", "set", PF, "0", "--mac", "52:54:00:zz:00:01"], 2, "not a MAC address"),
         (["vf", "set", PF, "0", "--vlan", "5000"], 2, "5000"),
@@ -82,6 +123,7 @@ def test_bad_input_is_refused_and_changes_nothing(
     exit_code, _, err = run(tree, tmp_path, *args)
     assert exit_code == code, err
     assert message in err
+    assert not re.search(r"No such option '-[0-9]", err)  # a bad value, not an unknown option
     assert snapshot_files(tree.root) == before
 
 
@@ -110,3 +152,183 @@ def test_same_count_is_a_no_op_without_any_write(tree: FakeSysfs, tmp_path: Path
     code, out, _ = run(tree, tmp_path, "pf", "set-vfs", PF, "3")
     assert code == 0 and "nothing written" in out
     assert snapshot_files(tree.root) == before
+
+
+# ---------------------------------------------------------------- review findings
+
+
+def garbage(path: Path) -> None:
+    path.write_bytes(b"not a database\x00\xff" * 40)
+
+
+def sqlite_of_another_program(path: Path, table: str = "moz_places") -> None:
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute(f'CREATE TABLE "{table}" (url)')
+        conn.commit()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (garbage, "is not an SQLite database"),
+        (lambda path: path.write_bytes(b"SQLite"), "is not an SQLite database"),
+        (
+            sqlite_of_another_program,
+            "is an SQLite database of another program (tables: moz_places)",
+        ),
+    ],
+    ids=["garbage", "short", "foreign-sqlite"],
+)
+def test_db_that_is_not_ours_is_refused_and_left_untouched(
+    tree: FakeSysfs, tmp_path: Path, make: Callable[[Path], object], message: str
+) -> None:
+    db = tmp_path / "other.db"
+    make(db)
+    db.chmod(0o644)
+    before = (db.read_bytes(), stat.S_IMODE(db.stat().st_mode), db.stat().st_mtime_ns)
+    result = CliRunner().invoke(
+        cli, ["--sysfs-root", str(tree.root), "--db", str(db), "pf", "set-vfs", PF, "3"]
+    )
+    assert result.exit_code == 1, result.stderr
+    assert message in result.stderr and "qtagent leaves it as it is" in result.stderr
+    assert "hint: give the path of qtagent's allocation database" in result.stderr
+    assert (db.read_bytes(), stat.S_IMODE(db.stat().st_mode), db.stat().st_mtime_ns) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db", "sys"]  # no -wal, -shm
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_missing_sysfs_root_is_bad_input_not_an_empty_host(tmp_path: Path, how: str) -> None:
+    missing = tmp_path / "no-sys"
+    args = ["--db", str(tmp_path / "q.db"), "pf", "list"]
+    if how == "option":
+        result = CliRunner().invoke(cli, ["--sysfs-root", str(missing), *args])
+    else:
+        result = CliRunner().invoke(cli, args, env={"QTAGENT_SYSFS_ROOT": str(missing)})
+    assert result.exit_code == 2, result.output
+    assert f"the sysfs root {missing} does not exist" in result.stderr
+    assert "hint: give the directory sysfs is mounted on" in result.stderr
+    assert result.stdout == "" and not missing.exists() and not (tmp_path / "q.db").exists()
+
+
+def test_malformed_attribute_is_unknown_with_a_warning_naming_the_file(
+    tree: FakeSysfs, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    numa = tree.root / "bus/pci/devices" / PF / "numa_node"
+    numa.write_text(" 1_0 \n")  # Python's int() reads 10
+    code, out, _ = run(tree, tmp_path, "--json", "pf", "list")
+    assert code == 0
+    assert json.loads(out)[0]["numa_node"] is None
+    assert f"{numa} holds b' 1_0 \\n', not an integer as the kernel writes it ('%d')" in (
+        caplog.text
+    )
+
+
+NASTY = "e\x1b]0;owned\x07\x1b[2J\x9bm\x7f\tx"  # OSC title, clear screen, C1 CSI, DEL, tab
+
+
+def test_names_from_the_system_cannot_drive_the_terminal(tree: FakeSysfs, tmp_path: Path) -> None:
+    tree.rename_netdev("enp65s0", NASTY)  # Linux allows any byte but '/', ':' and spaces
+    code, out, _ = run(tree, tmp_path, "pf", "list")
+    assert code == 0
+    assert not RAW_CONTROL.search(out), repr(out)
+    assert "e\\x1b]0;owned\\x07\\x1b[2J\\x9bm\\x7f\\x09x" in out
+    header, row, _ = out.split("\n", 2)
+    assert header.index("LINK") == row.index("down")  # columns still line up
+
+    code, out, _ = run(tree, tmp_path, "--json", "pf", "list")
+    assert code == 0 and json.loads(out)[0]["netdev"] == NASTY  # JSON stays exact
+
+
+@given(st.text())
+def test_visible_text_has_no_control_character_left(text: str) -> None:
+    controls = [c for c in text if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F]
+    shown = visible(text)
+    assert not CONTROL.search(shown)
+    assert len(shown) == len(text) + 3 * len(controls)  # each one became \\xNN
+    kept = visible(text, keep_newlines=True)
+    assert not RAW_CONTROL.search(kept) and kept.count("\n") == text.count("\n")
+
+
+def test_table_cells_with_control_characters_stay_on_one_aligned_line() -> None:
+    text = table(("name", "state"), [("a\nb\x1b[2J", "up"), ("c", None)])
+    assert text.splitlines() == [
+        "NAME           STATE",
+        "a\\x0ab\\x1b[2J  up",
+        "c              -",
+    ]
+
+
+def test_log_lines_cannot_drive_the_terminal() -> None:
+    record = logging.LogRecord("q", logging.WARNING, __file__, 1, "vf of %s", (NASTY,), None)
+    line = VisibleFormatter("%(levelname)s %(message)s").format(record)
+    assert line == "WARNING vf of e\\x1b]0;owned\\x07\\x1b[2J\\x9bm\\x7f\\x09x"
+
+
+def test_error_messages_cannot_drive_the_terminal(tree: FakeSysfs, tmp_path: Path) -> None:
+    db = tmp_path / "other.db"
+    sqlite_of_another_program(db, table="x\x1b[2Jy")
+    result = CliRunner().invoke(
+        cli, ["--sysfs-root", str(tree.root), "--db", str(db), "pf", "set-vfs", PF, "3"]
+    )
+    assert result.exit_code == 1
+    assert "tables: x\\x1b[2Jy" in result.stderr and not RAW_CONTROL.search(result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["vm", "attach", "bad/name", PF], "VM name 'bad/name' contains '/'"),
+        (["vm", "attach", "vm\x1b[2J", PF, "--index", "0"], "contains '/' or a control character"),
+        (["vm", "attach", " vm1", PF], "is not a VM name"),
+        (["vm", "attach", "v" * 256, PF], "VM name is longer than 255 bytes"),
+        (["vm", "detach", "bad/name", PF, "0"], "VM name 'bad/name' contains '/'"),
+        (["vm", "detach", "", PF, "0"], "'' is not a VM name"),
+    ],
+)
+def test_invalid_vm_name_is_refused_before_libvirt_is_asked(
+    rig: FakeHostRig, args: list[str], message: str
+) -> None:
+    rig.vm("vm1")
+    rig.virt.calls.clear()
+    before = snapshot_files(rig.tree.root)
+    code, _, err = run_on(rig, *args)
+    assert code == 2, err
+    assert message in err and "hint:" in err
+    assert rig.virt.calls == []  # libvirt was never contacted
+    assert rig.bus.commands == [] and rig.netlink.sent == []
+    assert snapshot_files(rig.tree.root) == before
+    assert not rig.ctx.paths.db_path.exists()
+
+
+def test_apply_that_fails_part_way_says_which_pfs_changed(tmp_path: Path) -> None:
+    """Four PFs: the first is as configured, the second changes, the third's write
+    fails, the fourth is never reached."""
+    rig = FakeHostRig.build(tmp_path, igb_host(n_pfs=4, n_vfs=0, bus_step=0x20))
+    rig.bus.fail_next("sriov_numvfs", errno.ENOSPC, address="0000:81:00.0")
+    config = tmp_path / "host.toml"
+    config.write_text(
+        '[pf."0000:41:00.0"]\nnum_vfs = 0\n'
+        "[pf.enp97s0]\nnum_vfs = 3\n"
+        '[pf."0000:81:00.0"]\nnum_vfs = 2\n'
+        '[pf."0000:a1:00.0"]\nnum_vfs = 1\n'
+    )
+
+    code, out, err = run_on(rig, "apply", str(config))
+
+    assert code == 6, err  # the kernel's refusal, with its errno
+    assert out == ""
+    assert "echo 2 > " in err and "sriov_numvfs failed [ENOSPC" in err
+    assert err.splitlines()[1:7] == [
+        "  apply stopped at PF 3 of 4 in the file",
+        "  not changed: 0000:41:00.0: it was as configured",
+        "  changed: 0000:61:00.0 (enp97s0): VF count 0 -> 3",
+        "  not changed: 0000:81:00.0: where it stopped; VF count still 0",
+        "  not changed: 0000:a1:00.0: not reached",
+        "  once the cause is fixed, apply the same file again: it changes only what differs",
+    ]
+    assert "hint: the driver ran out of resources" in err
+    numvfs = {
+        pf: int((rig.tree.device_dir(pf) / "sriov_numvfs").read_text())
+        for pf in ("0000:41:00.0", "0000:61:00.0", "0000:81:00.0", "0000:a1:00.0")
+    }
+    assert numvfs == {"0000:41:00.0": 0, "0000:61:00.0": 3, "0000:81:00.0": 0, "0000:a1:00.0": 0}

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 
 from qtagent.config import HostConfig, parse_host_config
+from qtagent.effects.knobs import KnobsNotApplied
 from qtagent.effects.vfcount import WaitPolicy
 from qtagent.errors import ConfigError, Conflict, KernelError, NotFound, Timeout
 from qtagent.model.types import VfId
+from qtagent.netlink.api import Knob
 from qtagent.ops.apply import apply_config
 from qtagent.ops.assign import attach
 from qtagent.ops.provision import set_vf_count
@@ -169,6 +171,34 @@ def test_a_failed_count_write_is_never_recorded_as_applied(rig: FakeHostRig) -> 
     desired = rig.ctx.store.desired(PF0)
     assert desired is not None and desired.num_vfs == 4 and desired.applied_at is None
     assert len(rig.netlink.pfs[100].vfs) == 0
+
+
+def test_a_run_that_stops_part_way_notes_which_pfs_it_changed(rig: FakeHostRig) -> None:
+    rig.bus.fail_next("sriov_numvfs", errno.ENOSPC, address=PF1)
+    with pytest.raises(KernelError, match="sriov_numvfs failed") as raised:
+        apply_config(rig.ctx, config(CONFIG))
+    assert raised.value.errno == errno.ENOSPC  # the kernel's error, as it was
+    assert raised.value.notes == (
+        "apply stopped at PF 2 of 2 in the file",
+        "changed: 0000:41:00.0: VF count 0 -> 4, 12 VF knobs set",
+        "not changed: 0000:81:00.0 (enp129s0): where it stopped; VF count still 0",
+        "once the cause is fixed, apply the same file again: it changes only what differs",
+    )
+    assert raised.value.to_dict()["notes"] == list(raised.value.notes)
+    assert len(rig.netlink.pfs[100].vfs) == 4 and len(rig.netlink.pfs[PF1_IFINDEX].vfs) == 0
+
+
+def test_a_run_that_stops_in_vf_defaults_says_they_may_be_partly_set(rig: FakeHostRig) -> None:
+    rig.netlink.fail_next(PF1_IFINDEX, 1, Knob.TRUST, errno.EPERM)
+    text = CONFIG.replace("num_vfs = 2", "num_vfs = 2\nvf_defaults = { trust = true }")
+    with pytest.raises(KnobsNotApplied) as raised:
+        apply_config(rig.ctx, config(text))
+    assert raised.value.notes[2] == (
+        "changed: 0000:81:00.0 (enp129s0): where it stopped; VF count 0 -> 2; "
+        "its VF defaults may be set on some VFs"
+    )
+    assert rig.settings(0, PF1_IFINDEX).trust is True  # VF0 got them, VF1 did not
+    assert rig.settings(1, PF1_IFINDEX).trust is False
 
 
 # ---------------------------------------------------------------- set_vf_count

@@ -82,6 +82,39 @@ def test_loose_file_mode_is_tightened(db_path: Path) -> None:
     assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
 
 
+def file_state(path: Path) -> tuple[bytes, int, int, list[str]]:
+    """Content, mode, mtime and the directory's names: all a refusal must not change."""
+    info = path.stat()
+    names = sorted(p.name for p in path.parent.iterdir())
+    return path.read_bytes(), stat.S_IMODE(info.st_mode), info.st_mtime_ns, names
+
+
+def test_a_file_that_is_not_sqlite_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "qtagent.db"
+    path.write_bytes(b"#!/bin/sh\necho not a database\n" + bytes(range(256)))
+    path.chmod(0o644)
+    before = file_state(path)
+    with pytest.raises(StoreError, match="is not an SQLite database") as raised:
+        Store(path)
+    assert "move this file away" in raised.value.hint
+    assert file_state(path) == before
+
+
+def test_an_sqlite_database_of_another_program_is_refused_and_left_as_it_is(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "places.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE moz_places (url TEXT)")
+        conn.execute("INSERT INTO moz_places VALUES ('https://example.org')")
+    conn.close()
+    path.chmod(0o664)
+    before = file_state(path)
+    with pytest.raises(StoreError, match=r"another program \(tables: moz_places\)"):
+        Store(path)
+    assert file_state(path) == before
+
+
 def test_symlink_path_is_refused(tmp_path: Path) -> None:
     target = tmp_path / "elsewhere.db"
     link = tmp_path / "qtagent.db"
@@ -94,6 +127,40 @@ def test_symlink_path_is_refused(tmp_path: Path) -> None:
 def test_directory_path_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
         Store(tmp_path)
+
+
+# SQLite's shared-lock byte range on Unix (os_unix.c: SHARED_FIRST, SHARED_SIZE)
+SQLITE_SHARED_FIRST = 0x40000002
+SQLITE_SHARED_SIZE = 510
+TRY_EXCLUSIVE = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, int(sys.argv[3]), int(sys.argv[2]))
+except OSError:
+    sys.exit(1)  # someone holds SQLite's shared lock
+"""
+
+
+def test_a_second_store_on_the_same_file_keeps_the_first_ones_locks(db_path: Path) -> None:
+    """Closing any descriptor of a file drops the process's POSIX locks on it: opening a
+    second Store in the process must not take the first one's shared lock away (another
+    process would then think it is the database's last user)."""
+
+    def someone_holds_the_shared_lock() -> bool:
+        argv = [sys.executable, "-c", TRY_EXCLUSIVE, str(db_path)]
+        argv += [str(SQLITE_SHARED_FIRST), str(SQLITE_SHARED_SIZE)]
+        return subprocess.run(argv, check=False).returncode == 1
+
+    first = Store(db_path)
+    assert first.allocations() == ()
+    assert someone_holds_the_shared_lock()  # WAL mode: held while the connection lives
+    second = Store(db_path)
+    assert someone_holds_the_shared_lock()
+    second.close()
+    assert someone_holds_the_shared_lock()
+    first.close()
+    assert not someone_holds_the_shared_lock()
 
 
 def test_schema_is_migrated_once_and_recorded(db_path: Path) -> None:

@@ -364,6 +364,16 @@ def pf_file(tree: FakeSysfs, name: str) -> Path:
         ("net/enp65s0/ifindex", "one", "ifindex", None),
         ("net/enp65s0/speed", "fast", "speed_mbps", None),
         ("net/enp65s0/operstate", "", "operstate", None),
+        # What Python's int() takes but the kernel never writes:
+        ("numa_node", " 1_0 ", "numa_node", None),
+        ("numa_node", "+1", "numa_node", None),
+        ("vendor", "8086", "identity", None),  # the kernel writes 0x8086
+        ("device", "0x10C9", "identity", None),
+        ("sriov_vf_device", "0x10ca", "vf_identity", None),  # the kernel writes 10ca
+        ("sriov_totalvfs", "+7", "total_vfs", 0),
+        ("sriov_numvfs", "1_0", "num_vfs", 2),
+        ("net/enp65s0/ifindex", "1_00", "ifindex", None),
+        ("net/enp65s0/speed", "+1000", "speed_mbps", None),
     ],
 )
 def test_garbage_attribute_becomes_unknown(
@@ -429,6 +439,42 @@ def test_dangling_pf_link_and_junk_in_bus_listing(tree: FakeSysfs) -> None:
     (tree.root / "bus/pci/devices/junk").mkdir()
     (tree.root / "bus/pci/devices/junk/sriov_totalvfs").write_text("7\n")
     assert [pf.name for pf in read(tree.root).pfs] == [PF]
+
+
+def test_malformed_attribute_is_logged_as_a_warning_naming_the_file(
+    tree: FakeSysfs, caplog: pytest.LogCaptureFixture
+) -> None:
+    tree.build(igb_host(1, 1))
+    pf_file(tree, "sriov_numvfs").write_text("+1\n")
+    (pf,) = read(tree.root).pfs
+    assert pf.num_vfs == 1  # from the virtfn links
+    path = tree.root / "bus/pci/devices" / PF / "sriov_numvfs"
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "WARNING",
+            f"{path} holds b'+1\\n', not an integer as the kernel writes it ('%u'); "
+            "taken as unknown",
+        )
+    ]
+
+
+def test_virtfn_link_with_a_non_ascii_digit_is_not_a_second_vf(tree: FakeSysfs) -> None:
+    tree.build(igb_host(1, 2))
+    (pf_file(tree, "virtfn\u0661")).symlink_to(f"../{vf_address(PF, 1)}")  # int() reads 1
+    (pf_file(tree, "virtfn01")).symlink_to(f"../{vf_address(PF, 1)}")
+    (pf,) = read(tree.root).pfs
+    assert [vf.id for vf in pf.vfs] == [VfId(PF, 0), VfId(PF, 1)]
+
+
+def test_iommu_group_named_by_a_digit_int_cannot_read(tree: FakeSysfs) -> None:
+    """'²'.isdigit() is True but int('²') raises: the reader must not."""
+    tree.build(igb_host(1, 1))
+    vf_dir = tree.device_dir(vf_address(PF, 0))
+    (tree.root / "kernel/iommu_groups/\u00b2/devices").mkdir(parents=True)
+    (vf_dir / "iommu_group").unlink()
+    (vf_dir / "iommu_group").symlink_to("../../../../kernel/iommu_groups/\u00b2")
+    (pf,) = read(tree.root).pfs
+    assert pf.vf(0).iommu_group is None
 
 
 def test_dangling_iommu_group_link(tree: FakeSysfs) -> None:
