@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qtagent.config import HostConfig, VfDefaults, parse_host_config
+from qtagent.config import HostConfig, parse_host_config
 from qtagent.errors import ConfigError
+from qtagent.model.desired import VfDefaults
 from qtagent.model.host import LinkState
 
 GOOD = b"""

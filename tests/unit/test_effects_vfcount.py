@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from qtagent.effects.vfcount import WaitPolicy, apply_vf_count
-from qtagent.errors import KernelError, NotFound, Timeout, from_os_error
+from qtagent.errors import KernelError, NotFound, QtagentError, Timeout, from_os_error
 from qtagent.model.host import PfInfo
 from qtagent.plan.vfcount import VfCountPlan
 from qtagent.sysfs.writer import SysfsWriter, numvfs_hint
@@ -103,7 +103,9 @@ def test_unbound_vf_is_missing_but_vfio_vf_without_netdev_is_ready() -> None:
     ("code", "kind", "hint"),
     [(errno.ENOSPC, KernelError, "ran out of resources"), (errno.ENOENT, NotFound, "no driver")],
 )
-def test_enospc_and_enoent_are_distinct_explained_errors(code: int, kind: type, hint: str) -> None:
+def test_enospc_and_enoent_are_distinct_explained_errors(
+    code: int, kind: type[QtagentError], hint: str
+) -> None:
     writer = RecordingWriter(fail_with=code)
     with pytest.raises(kind) as info:
         apply_vf_count(VfCountPlan(PF_ADDR, 0, 4, (4,)), writer, lambda: make_pf(4))
