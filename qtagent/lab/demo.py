@@ -38,14 +38,15 @@ class Demo:
         self.checks: list[tuple[str, bool]] = []
         self.timings: list[tuple[str, float]] = []
 
-    def qtagent(self, *args: str, expect: int = 0) -> str:
-        """Run the CLI, show it like a terminal, return its stdout."""
+    def qtagent(self, *args: str, expect: int = 0, show: bool = True) -> str:
+        """Run the CLI, show it like a terminal (``show`` False: not its stdout, for
+        JSON the demo only checks), return its stdout."""
         argv = [sys.executable, "-m", "qtagent.cli", "--db", str(self.db), *args]
         print(f"\n$ qtagent {shlex.join(args)}", flush=True)
         start = time.monotonic()
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
         self.timings.append((" ".join(args[:3]), time.monotonic() - start))
-        print(done.stdout.rstrip() or "(no output)")
+        print((done.stdout.rstrip() or "(no output)") if show else "(JSON: checked below)")
         if done.stderr.strip():
             print(done.stderr.rstrip())
         self.check(f"`qtagent {' '.join(args[:3])}` exits {expect}", done.returncode == expect)
@@ -157,7 +158,7 @@ def detach_vf(demo: Demo, pf: PfInfo, index: int, console: Path) -> None:
 
 def show_vf(demo: Demo, pf: PfInfo, index: int) -> dict[str, Any]:
     """Show the PF's VF table as a sysadmin sees it; return VF ``index`` as JSON."""
-    vfs = json.loads(demo.qtagent("--json", "vf", "list", pf.name))
+    vfs = json.loads(demo.qtagent("--json", "vf", "list", pf.name, show=False))
     demo.qtagent("vf", "list", pf.name)
     found: dict[str, Any] = next(v for v in vfs if v["index"] == index)
     return found
