@@ -14,14 +14,16 @@ from pathlib import Path
 
 import pytest
 
+from qtagent.config import parse_host_config
 from qtagent.effects.binding import PciBinder
 from qtagent.errors import Conflict, InvalidInput, NotFound, Timeout, Unsupported
 from qtagent.model.types import VfId
+from qtagent.ops.apply import apply_config
 from qtagent.ops.context import HostContext, HostPaths
 from qtagent.ops.provision import set_vf_count
 from qtagent.store.records import VmRef
 from qtagent.sysfs.writer import SysfsWriter
-from tests.lab.labkit import IGB, IN_LAB_GUEST, NSIM, SYS
+from tests.lab.labkit import IGB, IN_LAB_GUEST, NSIM, SYS, wait_for, write
 
 pytestmark = [*IN_LAB_GUEST]
 
@@ -85,6 +87,41 @@ def test_c1_count_changes_go_through_zero_and_wait_for_every_vf(ctx: HostContext
     snapshot = ctx.pf(pf, settings=False)
     assert all(vf.driver == "igbvf" and vf.netdev for vf in snapshot.vfs)
     assert grown.count.ready == tuple(range(6))
+
+
+def test_c3_vfs_without_a_driver_are_partial_and_unconfigured_until_they_get_one(
+    ctx: HostContext, pf: str
+) -> None:
+    """With driver autoprobe off the VFs exist but never get igbvf or a netdev: the
+    count is written, the VFs are reported missing after the wait bound, no knob is
+    sent to them and the desired count is not marked applied. Once they are probed,
+    applying the same config again writes no count and configures them."""
+    pf_dir = SYS / "bus/pci/devices" / pf
+    config = parse_host_config(
+        f'[pf."{pf}"]\nnum_vfs = 2\nvf_defaults = {{ trust = true }}\n'.encode()
+    )
+    set_vf_count(ctx, pf, 0)
+    write(pf_dir / "sriov_drivers_autoprobe", "0")
+    try:
+        (result,) = apply_config(ctx, config)
+        assert result.count.writes == (2,)
+        assert result.count.missing == ((0, "no driver bound"), (1, "no driver bound"))
+        assert result.defaults == ()
+        assert [vf.settings.trust for vf in ctx.pf(pf).vfs] == [False, False]
+        desired = ctx.store.desired(pf)
+        assert desired is not None and desired.applied_at is None
+
+        for link in sorted(pf_dir.glob("virtfn*")):
+            write(SYS / "bus/pci/drivers_probe", link.resolve().name)
+        wait_for("igbvf netdevs", lambda: all(vf.netdev for vf in ctx.pf(pf, settings=False).vfs))
+        (again,) = apply_config(ctx, config)
+        assert again.count.writes == () and not again.count.partial
+        assert [vf.settings.trust for vf in ctx.pf(pf).vfs] == [True, True]
+        desired = ctx.store.desired(pf)
+        assert desired is not None and desired.applied_at is not None
+    finally:
+        write(pf_dir / "sriov_drivers_autoprobe", "1")
+        set_vf_count(ctx, pf, 0)
 
 
 def test_c1_above_totalvfs_is_refused_before_any_write(ctx: HostContext, pf: str) -> None:
