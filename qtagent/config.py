@@ -11,25 +11,45 @@
 
 The file is validated whole at load, into frozen dataclasses, before anything is
 applied: an unknown key, a wrong type or a value out of range is an error that
-names where it is and what is allowed.
+names where it is (file, PF section, key), what it holds and what is allowed,
+in the file's own terms (TOML keys, not command-line flags).
+
+Only a regular file of at most :data:`MAX_CONFIG_BYTES` is read: a device, a FIFO
+or a directory is refused without reading from it, and the open does not wait for
+a FIFO's writer.
 """
 
 from __future__ import annotations
 
+import datetime
+import difflib
+import os
+import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from qtagent.errors import ConfigError, InvalidInput
+from qtagent.errors import ConfigError
 from qtagent.model.desired import VfDefaults
 from qtagent.model.host import LinkState
-from qtagent.model.types import check_vlan
+from qtagent.model.types import QOS_MAX, VLAN_MAX
 
 SUPPORTED_VERSION: Final = 1
 MAX_VFS: Final = 4096  # the PCIe SR-IOV capability's 16-bit TotalVFs, rounded down sanely
 MAX_RATE_MBPS: Final = 10_000_000
+MAX_CONFIG_BYTES: Final = 1 << 20  # 1 MiB: a host config is a few lines per PF
+MAX_PF_NAME: Final = 64  # a PCI address, netdevsimN or a netdev name (15) are far shorter
+_SHOWN_MAX: Final = 40  # characters of a value quoted back in a message
+_BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
+_LINK_STATES: Final = tuple(state.value for state in LinkState)
+_ALLOWED_LINK_STATES: Final = '"auto", "enable" or "disable"'
+_PF_NAME_HINT: Final = (
+    'name a PF by its PCI address ("0000:41:00.0"), netdevsim device (netdevsim1) or '
+    "interface name (enp65s0), as `qtagent pf list` shows them"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,107 +66,306 @@ class HostConfig:
     pfs: tuple[PfConfig, ...] = ()
 
 
+# ---------------------------------------------------------------- reading the file
+
+
 def load_host_config(path: Path) -> HostConfig:
     """Read and validate a host config file."""
+    return parse_host_config(read_config_file(path), source=str(path))
+
+
+def read_config_file(path: Path) -> bytes:
+    """The bytes of ``path``: a regular file, read up to one byte past
+    :data:`MAX_CONFIG_BYTES` (so that the parser can say it is too large).
+
+    Opened with O_NONBLOCK, so that a FIFO without a writer does not hang the open,
+    then checked with fstat before anything is read from it.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
     try:
-        raw = path.read_bytes()
+        fd = os.open(path, flags)
     except OSError as err:
-        raise ConfigError(f"cannot read {path}: {err.strerror}", hint="check the path") from err
-    return parse_host_config(raw, source=str(path))
+        raise _unreadable(path, "cannot open", err) from err
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ConfigError(
+                f"{path} is not a regular file: it is {_file_kind(mode)}",
+                hint="give the path of the TOML host config file itself",
+            )
+        return _read_at_most(fd, MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise _unreadable(path, "cannot read", err) from err
+    finally:
+        os.close(fd)
+
+
+def _unreadable(path: Path, what: str, err: OSError) -> ConfigError:
+    return ConfigError(
+        f"{what} {path}",
+        hint="check the path and that this user may read the file",
+        errno=err.errno,
+    )
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    left = limit
+    while left > 0:
+        chunk = os.read(fd, left)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((kind for test, kind in kinds if test(mode)), "not a file")
+
+
+# ---------------------------------------------------------------- parsing
 
 
 def parse_host_config(raw: bytes, source: str = "<config>") -> HostConfig:
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{source} is not UTF-8 text", hint="save it as UTF-8") from err
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(
-            f"{source} is not valid TOML: {err}", hint="fix the syntax there"
-        ) from err
+    """Validate a host config's bytes; ``source`` names the file in messages."""
+    data = _toml(raw, source)
     _only_keys(data, {"version", "pf"}, source)
-    version = data.get("version", SUPPORTED_VERSION)
-    if version != SUPPORTED_VERSION:
-        raise ConfigError(
-            f"{source}: version {version!r} is not supported",
-            hint=f"use version = {SUPPORTED_VERSION}",
-        )
+    _check_version(data.get("version", SUPPORTED_VERSION), source)
     pfs = data.get("pf", {})
     if not isinstance(pfs, dict):
         raise ConfigError(
-            f"{source}: 'pf' must be a table of PFs", hint='write [pf."0000:41:00.0"]'
+            f"{source}: pf must be a table of PFs, not {_describe(pfs)}",
+            hint='write one section per PF: [pf."0000:41:00.0"] and below it num_vfs = 4',
         )
-    return HostConfig(tuple(_pf(name, body, f"{source}: pf.{name}") for name, body in pfs.items()))
+    return HostConfig(tuple(_pf(name, body, source) for name, body in pfs.items()))
 
 
-def _pf(name: str, body: object, where: str) -> PfConfig:
+def _toml(raw: bytes, source: str) -> dict[str, Any]:
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{source} is larger than 1 MiB ({MAX_CONFIG_BYTES} bytes), the most a host "
+            "config may be",
+            hint="a host config is a few lines per PF: check that this is the right file",
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{source} is not UTF-8 text: line {line} has a byte that is not UTF-8",
+            hint="save the file as UTF-8",
+        ) from err
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(
+            f"{source} is not valid TOML: {err}", hint="fix the syntax at that line and column"
+        ) from err
+    except RecursionError as err:
+        raise ConfigError(
+            f"{source} is malformed: its arrays or tables are nested too deeply to read",
+            hint="a host config nests only [pf.NAME] and vf_defaults = { ... }",
+        ) from err
+    except ValueError as err:  # an integer of thousands of digits, which tomllib will not convert
+        raise ConfigError(
+            f"{source} is malformed: a value in it cannot be read (a number far too long?)",
+            hint="VF counts, VLAN ids and rates are small whole numbers",
+        ) from err
+
+
+def _check_version(version: object, source: str) -> None:
+    if version == SUPPORTED_VERSION and isinstance(version, int) and not isinstance(version, bool):
+        return
+    raise ConfigError(
+        f"{source}: version {_shown(version)} is not supported",
+        hint=f"write version = {SUPPORTED_VERSION} (a whole number, no quotes), or leave it out",
+    )
+
+
+def _pf(name: str, body: object, source: str) -> PfConfig:
+    where = f"{source}, {pf_section(name)}"
+    _check_pf_name(name, where)
     if not isinstance(body, dict):
-        raise ConfigError(f"{where} must be a table", hint="give num_vfs and optional vf_defaults")
+        raise ConfigError(
+            f"{where} must be a table, not {_describe(body)}",
+            hint=f"write it as a section: {pf_section(name)} and below it num_vfs = N",
+        )
     _only_keys(body, {"num_vfs", "vf_defaults"}, where)
     if "num_vfs" not in body:
         raise ConfigError(
-            f"{where}: num_vfs is missing", hint="say how many VFs the PF should have"
+            f"{where}: num_vfs is missing",
+            hint="add num_vfs = N: how many VFs the PF should have (0 for none)",
         )
-    num_vfs = _int(body["num_vfs"], f"{where}.num_vfs", 0, MAX_VFS)
-    defaults_raw = body.get("vf_defaults", {})
-    if not isinstance(defaults_raw, dict):
+    num_vfs = _int(body["num_vfs"], "num_vfs", where, (0, MAX_VFS))
+    defaults = body.get("vf_defaults", {})
+    if not isinstance(defaults, dict):
         raise ConfigError(
-            f"{where}.vf_defaults must be a table", hint="vf_defaults = { spoofchk = true }"
+            f"{where}: vf_defaults must be a table, not {_describe(defaults)}",
+            hint="write vf_defaults = { spoofchk = true, vlan = 10 } in the PF's section",
         )
-    return PfConfig(name, num_vfs, _defaults(defaults_raw, f"{where}.vf_defaults"))
+    return PfConfig(name, num_vfs, _defaults(defaults, where))
+
+
+def _check_pf_name(name: str, where: str) -> None:
+    if 0 < len(name) <= MAX_PF_NAME and all(c.isprintable() and not c.isspace() for c in name):
+        return
+    raise ConfigError(f"{where}: {_shown(name)} is not a PF name", hint=_PF_NAME_HINT)
 
 
 def _defaults(body: Mapping[str, Any], where: str) -> VfDefaults:
-    _only_keys(body, set(VfDefaults.__slots__), where)
-    vlan = _opt_int(body, "vlan", where, 0, 4094)
-    qos = _opt_int(body, "qos", where, 0, 7)
-    if vlan is not None or qos is not None:
-        try:
-            check_vlan(vlan or 0, qos or 0)
-        except InvalidInput as err:
-            raise ConfigError(f"{where}: {err.message}", hint=err.hint) from err
-    link = body.get("link_state")
-    if link is not None and link not in {s.value for s in LinkState}:
+    _only_keys(body, set(VfDefaults.__slots__), where, section="vf_defaults")
+    vlan = _opt_int(body, "vlan", where, (0, VLAN_MAX), "0 is untagged")
+    qos = _opt_int(body, "qos", where, (0, QOS_MAX), "the 802.1p priority; needs a vlan")
+    if qos and not vlan:
         raise ConfigError(
-            f"{where}.link_state: {link!r} is not a link state", hint="auto, enable or disable"
+            f"{where}: QoS needs a VLAN: vf_defaults.qos = {qos} but vf_defaults.vlan is "
+            + ("0 (untagged)" if vlan == 0 else "not set"),
+            hint="set vf_defaults.vlan to a VLAN id (1 to 4094) with vf_defaults.qos, "
+            "or set vf_defaults.qos = 0",
         )
+    max_rate = _opt_int(body, "max_tx_rate", where, (0, MAX_RATE_MBPS), "Mbit/s, 0 for no limit")
+    min_rate = _opt_int(body, "min_tx_rate", where, (0, MAX_RATE_MBPS), "Mbit/s, 0 for none")
+    _check_rates(max_rate, min_rate, where)
     return VfDefaults(
         vlan=vlan,
         qos=qos,
         spoofchk=_opt_bool(body, "spoofchk", where),
         trust=_opt_bool(body, "trust", where),
-        max_tx_rate=_opt_int(body, "max_tx_rate", where, 0, MAX_RATE_MBPS),
-        min_tx_rate=_opt_int(body, "min_tx_rate", where, 0, MAX_RATE_MBPS),
-        link_state=LinkState(link) if link is not None else None,
+        max_tx_rate=max_rate,
+        min_tx_rate=min_rate,
+        link_state=_opt_link_state(body, where),
     )
 
 
-def _only_keys(body: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
+def _check_rates(max_rate: int | None, min_rate: int | None, where: str) -> None:
+    """A guaranteed rate above the limit is refused by every driver (max 0: no limit)."""
+    if max_rate and min_rate and min_rate > max_rate:
         raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r}",
-            hint=f"allowed here: {', '.join(sorted(allowed))}",
+            f"{where}: vf_defaults.min_tx_rate = {min_rate} is above "
+            f"vf_defaults.max_tx_rate = {max_rate} (Mbit/s)",
+            hint=f"the guaranteed rate cannot exceed the limit: lower min_tx_rate to at most "
+            f"{max_rate}, raise max_tx_rate to at least {min_rate}, or set max_tx_rate = 0 "
+            "(no limit)",
         )
 
 
-def _int(value: object, where: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+def _opt_link_state(body: Mapping[str, Any], where: str) -> LinkState | None:
+    if "link_state" not in body:
+        return None
+    value = body["link_state"]
+    hint = f"write link_state = {_ALLOWED_LINK_STATES}"
+    if not isinstance(value, str):
         raise ConfigError(
-            f"{where} must be a whole number, not {value!r}", hint=f"use {low} to {high}"
+            f"{where}: vf_defaults.link_state must be one of {_ALLOWED_LINK_STATES}, "
+            f"not {_describe(value)}",
+            hint=hint,
+        )
+    if value not in _LINK_STATES:
+        raise ConfigError(
+            f"{where}: vf_defaults.link_state = {_shown(value)} is not a link state", hint=hint
+        )
+    return LinkState(value)
+
+
+def _only_keys(body: Mapping[str, Any], allowed: set[str], where: str, section: str = "") -> None:
+    """Refuse a key not in ``allowed`` (``section``: the inline table it is in, if any)."""
+    unknown = sorted(set(body) - allowed)
+    if not unknown:
+        return
+    prefix = f"{section}." if section else ""
+    close = difflib.get_close_matches(unknown[0], sorted(allowed), n=1)
+    suggestion = f"did you mean {prefix}{close[0]}? " if close else ""
+    raise ConfigError(
+        f"{where}: unknown key {_shown(prefix + unknown[0])}",
+        hint=f"{suggestion}allowed {f'in {section}' if section else 'here'}: "
+        + ", ".join(sorted(allowed)),
+    )
+
+
+def _int(value: object, key: str, where: str, bounds: tuple[int, int], about: str = "") -> int:
+    """``value`` of ``key`` as a whole number within ``bounds`` (``about``: its unit or
+    meaning, for the hint)."""
+    low, high = bounds
+    allowed = f"use {low} to {high} for {key}" + (f" ({about})" if about else "")
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(
+            f"{where}: {key} must be a whole number, not {_describe(value)}",
+            hint=f"write {key} = N without quotes; {allowed}",
         )
     if not low <= value <= high:
-        raise ConfigError(f"{where} = {value} is out of range", hint=f"use {low} to {high}")
+        raise ConfigError(f"{where}: {key} = {_shown(value)} is out of range", hint=allowed)
     return value
 
 
-def _opt_int(body: Mapping[str, Any], key: str, where: str, low: int, high: int) -> int | None:
-    return None if key not in body else _int(body[key], f"{where}.{key}", low, high)
+def _opt_int(
+    body: Mapping[str, Any], key: str, where: str, bounds: tuple[int, int], about: str
+) -> int | None:
+    if key not in body:
+        return None
+    return _int(body[key], f"vf_defaults.{key}", where, bounds, about)
 
 
 def _opt_bool(body: Mapping[str, Any], key: str, where: str) -> bool | None:
     if key not in body:
         return None
-    if not isinstance(body[key], bool):
-        raise ConfigError(f"{where}.{key} must be true or false, not {body[key]!r}")
-    return bool(body[key])
+    value = body[key]
+    if not isinstance(value, bool):
+        raise ConfigError(
+            f"{where}: vf_defaults.{key} must be true or false, not {_describe(value)}",
+            hint=f"write {key} = true or {key} = false (no quotes)",
+        )
+    return value
+
+
+# ---------------------------------------------------------------- showing values
+
+
+def _describe(value: object) -> str:
+    """What a TOML value is, for "must be X, not ...": its kind, and a scalar's value."""
+    if isinstance(value, list | dict):
+        return "an array" if isinstance(value, list) else "a table"
+    kinds: tuple[tuple[type, str], ...] = (
+        (bool, "a boolean"),
+        (int, "a whole number"),
+        (float, "a float"),
+        (str, "a string"),
+        (datetime.datetime, "a date-time"),
+        (datetime.date, "a date"),
+        (datetime.time, "a time"),
+    )
+    kind = next((name for cls, name in kinds if isinstance(value, cls)), "a value")
+    return f"{kind} {_shown(value)}"
+
+
+def _shown(value: object) -> str:
+    """A value as TOML writes it, cut short, control characters as \\u escapes;
+    an array or table as [...] or {...}."""
+    if isinstance(value, list | dict):
+        return "[...]" if isinstance(value, list) else "{...}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        text = "".join(_escaped(c) for c in value[:_SHOWN_MAX])
+        return f'"{text}"' + ("..." if len(value) > _SHOWN_MAX else "")
+    text = value.isoformat() if isinstance(value, datetime.date | datetime.time) else str(value)
+    return text if len(text) <= _SHOWN_MAX else text[:_SHOWN_MAX] + "..."
+
+
+def _escaped(char: str) -> str:
+    if char in '"\\':
+        return "\\" + char
+    return char if char.isprintable() else f"\\u{ord(char):04x}"
+
+
+def pf_section(name: str) -> str:
+    """The section header of PF ``name`` as a config file writes it: ``[pf.enp65s0]``,
+    ``[pf."0000:41:00.0"]`` (quoted where TOML needs quotes)."""
+    return f"[pf.{name if _BARE_KEY.fullmatch(name) else _shown(name)}]"

@@ -73,6 +73,14 @@ class ConfigError(InvalidInput):
     """The host config file cannot be used as written."""
 
 
+class PermissionDenied(QtagentError):
+    """qtagent may not do this as the user it runs as: a file it may not write or
+    chmod, a read-only file system. ``errno`` says how (EACCES, EPERM, EROFS)."""
+
+    status = 403
+    exit_code = 10
+
+
 class NotFound(QtagentError):
     """A PF, VF or VM named in the request does not exist."""
 
@@ -106,7 +114,8 @@ class TransientKernelError(KernelError):
 
 
 class MalformedAttribute(KernelError):
-    """A sysfs attribute holds text the kernel never writes (a tampered or broken tree)."""
+    """A sysfs attribute holds text the kernel never writes, or is not a file the kernel
+    makes (a tampered or broken tree)."""
 
 
 class Timeout(QtagentError):
@@ -131,6 +140,7 @@ class LabError(QtagentError):
 
 TRANSIENT_ERRNOS = frozenset({errno_mod.EBUSY, errno_mod.EAGAIN, errno_mod.EINTR})
 UNSUPPORTED_ERRNOS = frozenset({errno_mod.EOPNOTSUPP, errno_mod.ENOTSUP, errno_mod.EPROTONOSUPPORT})
+PERMISSION_ERRNOS = frozenset({errno_mod.EACCES, errno_mod.EPERM, errno_mod.EROFS})
 
 
 def from_os_error(err: OSError, action: str, *, hint: str = "") -> QtagentError:

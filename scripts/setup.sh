@@ -58,12 +58,14 @@ EOF
 fi
 
 step "System packages"
+# udev comes from backports too, in the same transaction: libvirt 11 pulls systemd and
+# libudev1 254 from there, and bookworm's udev 252 then cannot be installed beside them.
 apt_install -t bookworm-backports qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu \
-    libvirt-clients libvirt-dev
+    libvirt-clients libvirt-dev udev
 qemu_major=$(qemu-system-x86_64 --version | sed -n 's/^QEMU emulator version \([0-9]*\).*/\1/p')
 [ "${qemu_major:-0}" -ge 10 ] || die "QEMU $qemu_major is too old: the igb device needs QEMU >= 8" \
     "apt-get install -t bookworm-backports qemu-system-x86"
-apt_install udev kmod iproute2 pciutils pci.ids make gcc pkg-config xz-utils bc
+apt_install kmod iproute2 pciutils pci.ids make gcc pkg-config xz-utils bc
 
 step "Lab kernel (signed Debian 6.12 with matching headers and source)"
 mkdir -p "$cache"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import os
 import re
-from typing import ClassVar, Final
+from pathlib import Path
+from typing import Any, ClassVar, Final
 
 import click
 
@@ -104,6 +107,106 @@ class NegativeNumbersAsValues(click.Command):
         return super().parse_args(ctx, args)
 
 
+class EnvTwinOption(click.Option):
+    """An option whose environment twin counts once it is set, even to nothing.
+
+    click reads an empty variable as unset and falls back to the default, so
+    ``QTAGENT_DB=`` would silently mean the real database; here the empty value
+    reaches the option's type, which refuses it. ``--help`` and error messages
+    name the variable.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("show_envvar", True)
+        super().__init__(*args, **kwargs)
+
+    def resolve_envvar_value(self, ctx: click.Context) -> str | None:
+        names = [self.envvar] if isinstance(self.envvar, str) else list(self.envvar or ())
+        if not names and ctx.auto_envvar_prefix and self.name:
+            names = [f"{ctx.auto_envvar_prefix}_{self.name.upper()}"]
+        for name in names:
+            if name in os.environ:
+                return os.environ[name]
+        return None
+
+
+class NonEmptyPath(click.Path):
+    """click's Path, refusing an empty value: ``Path("")`` is the current directory,
+    never what was meant."""
+
+    def __init__(self, what: str, **kwargs: Any) -> None:
+        super().__init__(path_type=Path, **kwargs)
+        self.what = what
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if str(value) == "":
+            self.fail(f"{self.what} is empty; give a path, or unset the variable", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class NonEmptyText(click.ParamType[str]):
+    """Any text but the empty string (an empty libvirt URI means "guess one")."""
+
+    name = "text"
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        text = str(value)
+        if not text:
+            self.fail(f"{self.what} is empty; give one, or unset the variable", param, ctx)
+        return text
+
+
+class PfName(click.ParamType[str]):
+    """A PF's name: a PCI address, a netdevsim device or an interface name.
+
+    None of these is empty or holds white space (the kernel refuses it in interface
+    names), so such a value names no PF and is refused before anything is read.
+    """
+
+    name = "PF"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        text = str(value)
+        if not text:
+            self.fail("the PF name is empty; give a PCI address or interface name", param, ctx)
+        if any(c.isspace() for c in text):
+            self.fail(f"{text!r} is not a PF name: it holds white space", param, ctx)
+        return text
+
+
+class Seconds(click.ParamType[float]):
+    """A number of seconds from ``low`` to ``high``; NaN and infinity are refused
+    (click's FloatRange lets NaN through: every comparison with it is false)."""
+
+    name = "seconds"
+
+    def __init__(self, low: float, high: float) -> None:
+        self.low = low
+        self.high = high
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float) and self.low <= value <= self.high:
+            return value
+        try:
+            seconds = float(str(value))
+        except ValueError:
+            seconds = math.nan
+        if math.isfinite(seconds) and self.low <= seconds <= self.high:
+            return seconds
+        self.fail(
+            f"{value!r} is not a number of seconds from {self.low:g} to {self.high:g}", param, ctx
+        )
+
+
 MAC = MacType()
 ON_OFF = OnOff()
 VLAN = click.IntRange(0, 4094)
@@ -111,3 +214,4 @@ QOS = click.IntRange(0, 7)
 RATE = click.IntRange(0, 10_000_000)
 VF_COUNT = WholeNumber("the VF count", maximum=MAX_VFS)
 VF_INDEX = WholeNumber("the VF index")
+PF_NAME = PfName()

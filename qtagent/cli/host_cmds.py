@@ -9,6 +9,7 @@ import click
 from qtagent.cli.common import (
     MAC,
     ON_OFF,
+    PF_NAME,
     QOS,
     RATE,
     VF_COUNT,
@@ -22,11 +23,12 @@ from qtagent.cli.output import emit, table
 from qtagent.cli.views import PF_HEADERS, VF_HEADERS, pf_dict, pf_row, vf_dict, vf_row
 from qtagent.config import load_host_config
 from qtagent.effects.knobs import apply_knobs
-from qtagent.errors import InvalidInput, Unsupported
+from qtagent.errors import InvalidInput, KernelError, Unsupported
 from qtagent.model.host import LinkState
 from qtagent.model.types import MacAddress
 from qtagent.ops.apply import apply_config
 from qtagent.ops.provision import set_vf_count
+from qtagent.plan.knob_report import KnobOutcome, KnobReport
 
 
 @click.group()
@@ -44,7 +46,7 @@ def pf_list() -> None:
 
 
 @pf.command("set-vfs", cls=NegativeNumbersAsValues)
-@click.argument("pf_name", metavar="PF")
+@click.argument("pf_name", metavar="PF", type=PF_NAME)
 @click.argument("count", type=VF_COUNT)
 @click.option("--drain", is_flag=True, help="Detach and release every VF of the PF first.")
 def pf_set_vfs(pf_name: str, count: int, drain: bool) -> None:
@@ -63,7 +65,7 @@ def pf_set_vfs(pf_name: str, count: int, drain: bool) -> None:
         )
     emit(result.to_dict(), text)
     if c.partial:
-        raise SystemExit(6)
+        raise SystemExit(KernelError.exit_code)
 
 
 @click.group()
@@ -72,12 +74,12 @@ def vf() -> None:
 
 
 @vf.command("list")
-@click.argument("pf_name", metavar="[PF]", required=False)
+@click.argument("pf_name", metavar="[PF]", required=False, type=PF_NAME)
 def vf_list(pf_name: str | None) -> None:
     """Every VF (of PF, if given) with its settings read back from the kernel."""
     ctx = host()
     snapshot = ctx.snapshot()
-    pfs = [snapshot.pf(pf_name)] if pf_name else list(snapshot.pfs)
+    pfs = [snapshot.pf(pf_name)] if pf_name is not None else list(snapshot.pfs)
     held = holders(ctx)
     vfs = [v for p in pfs for v in p.vfs]
     text = table(VF_HEADERS, [vf_row(v, held) for v in vfs]) if vfs else "no VFs"
@@ -85,7 +87,7 @@ def vf_list(pf_name: str | None) -> None:
 
 
 @vf.command("set", cls=NegativeNumbersAsValues)
-@click.argument("pf_name", metavar="PF")
+@click.argument("pf_name", metavar="PF", type=PF_NAME)
 @click.argument("index", type=VF_INDEX)
 @click.option("--mac", type=MAC, help="Admin MAC address.")
 @click.option("--vlan", type=VLAN, help="VLAN id (0 = none).")
@@ -109,7 +111,12 @@ def vf_set(
 ) -> None:
     """Set knobs of VF INDEX of PF, each on its own, confirmed by read-back.
 
-    Answers per knob: applied, unchanged, unsupported or rejected.
+    Answers per knob: applied, unchanged, unsupported or rejected. Exit status:
+    0 when every knob is applied or unchanged (or unsupported and asked at the
+    value the VF has without it: only a warning, nothing sent); 6 when the driver
+    rejected a knob; 5 when the driver does not support a knob (and none was
+    rejected); 2 for bad input, 3 for an unknown PF or VF. --spoofchk and --trust
+    are required knobs: if one fails, the others are rolled back.
     """
     from qtagent.plan.knobs import KnobRequest
 
@@ -129,10 +136,24 @@ def vf_set(
         raise Unsupported(f"PF {pf_info.name} has no network interface to send VF settings through")
     report = apply_knobs(ctx.netlink, pf_info.ifindex, index, request, pf_name=pf_info.netdev)
     emit(report.to_dict(), report.table())
+    code = knob_exit_code(report)
+    if code:
+        raise SystemExit(code)
+
+
+def knob_exit_code(report: KnobReport) -> int:
+    """The exit status of `vf set` for ``report`` (see its --help): the error
+    codes of :mod:`qtagent.errors`, a refusal by the driver before a missing knob."""
+    refused = [r.outcome for r in report.results if r.refused]
+    if KnobOutcome.REJECTED in refused:
+        return KernelError.exit_code
+    if KnobOutcome.UNSUPPORTED in refused:
+        return Unsupported.exit_code
+    return 0
 
 
 @vf.command("bind", cls=NegativeNumbersAsValues)
-@click.argument("pf_name", metavar="PF")
+@click.argument("pf_name", metavar="PF", type=PF_NAME)
 @click.argument("index", type=VF_INDEX)
 @click.option("--driver", type=click.Choice(["vfio-pci", "host"]), required=True)
 def vf_bind(pf_name: str, index: int, driver: str) -> None:
@@ -174,4 +195,4 @@ def apply_cmd(file: Path) -> None:
         text += f"\n  {pf_name} VF{index} not ready: {why} (no configuration sent)"
     emit([r.to_dict() for r in results], text)
     if missing:
-        raise SystemExit(6)
+        raise SystemExit(KernelError.exit_code)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from qtagent.cli.common import EnvTwinOption, NonEmptyPath
 from qtagent.lab.runner import resolve_spec, run_in_lab
 
 
@@ -19,7 +20,8 @@ def lab() -> None:
 _out_option = click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    cls=EnvTwinOption,
+    type=NonEmptyPath("the lab's output directory", file_okay=False),
     default=Path("lab-out"),
     show_default=True,
     help="Host directory the guest may write to (same path inside).",

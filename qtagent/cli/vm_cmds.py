@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import click
 
-from qtagent.cli.common import MAC, QOS, VF_INDEX, VLAN, NegativeNumbersAsValues, host
+from qtagent.cli.common import (
+    MAC,
+    PF_NAME,
+    QOS,
+    VF_INDEX,
+    VLAN,
+    EnvTwinOption,
+    NegativeNumbersAsValues,
+    Seconds,
+    host,
+)
 from qtagent.cli.output import emit, table
 from qtagent.model.types import MacAddress
 from qtagent.ops.assign import attach, detach
@@ -17,7 +27,7 @@ def vm() -> None:
 
 @vm.command("attach")
 @click.argument("vm_name", metavar="VM")
-@click.argument("pf_name", metavar="PF")
+@click.argument("pf_name", metavar="PF", type=PF_NAME)
 @click.option("--index", type=VF_INDEX, help="The VF to give (default: the first free one).")
 @click.option("--mac", type=MAC, help="The MAC the VM sees on the VF.")
 @click.option("--vlan", type=VLAN, default=0, help="VLAN id the VF tags with (0 = none).")
@@ -36,10 +46,13 @@ def vm_attach(
 
 @vm.command("detach", cls=NegativeNumbersAsValues)
 @click.argument("vm_name", metavar="VM")
-@click.argument("pf_name", metavar="PF")
+@click.argument("pf_name", metavar="PF", type=PF_NAME)
 @click.argument("index", type=VF_INDEX)
-@click.option("--timeout", type=click.FloatRange(1, 3600), default=60.0, show_default=True,
-              help="Seconds to wait for the guest to let go of the VF.")  # fmt: skip
+@click.option(
+    "--timeout", type=Seconds(1, 3600), default=60.0, show_default=True, cls=EnvTwinOption,
+    envvar="QTAGENT_VM_DETACH_TIMEOUT",
+    help="Seconds (1 to 3600) to wait for the guest to let go of the VF.",
+)  # fmt: skip
 def vm_detach(vm_name: str, pf_name: str, index: int, timeout: float) -> None:
     """Hot-unplug VF INDEX of PF from VM; restore its original settings and driver."""
     from qtagent.ops.assign import UnplugPolicy

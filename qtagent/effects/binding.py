@@ -1,6 +1,7 @@
 """Move a VF between its host driver and vfio-pci (FIELD-CASES C7, C9).
 
-To vfio-pci: check the IOMMU group is viable, remember the original driver
+To vfio-pci: check the IOMMU group is viable and that vfio-pci is loaded (else
+the VF would leave its host driver for nothing), remember the original driver
 (through the caller's ``remember`` callback, before the first effect), set
 driver_override, unbind, drivers_probe, then confirm the driver link and
 /dev/vfio/<group>. Any failing step rolls back to the original driver: a VF
@@ -20,7 +21,7 @@ from qtagent.errors import KernelError, QtagentError, Timeout, Unsupported
 from qtagent.model.host import VfInfo
 from qtagent.model.types import PciAddress
 from qtagent.plan.binding import check_vfio_viable
-from qtagent.sysfs.pci import driver_of, iommu_group_of
+from qtagent.sysfs.pci import driver_loaded, driver_of, iommu_group_of, pci_driver_dir
 from qtagent.sysfs.writer import SysfsWriter
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class PciBinder:
         original = driver_of(self.sysfs, address)
         if original == VFIO:
             return BindResult(address, original, original, changed=False)
+        self._require_vfio_pci(vf)
         remember(original)
         try:
             self.writer.set_driver_override(address, VFIO)
@@ -91,6 +93,16 @@ class PciBinder:
         if original is not None:
             self._confirm(address, original)
         return BindResult(address, before, driver_of(self.sysfs, address), changed=True)
+
+    def _require_vfio_pci(self, vf: VfInfo) -> None:
+        """Refuse before any effect when vfio-pci is not loaded: drivers_probe would
+        find no driver, and the VF would be taken from its host driver for nothing."""
+        if not driver_loaded(self.sysfs, VFIO):
+            raise Unsupported(
+                f"cannot bind {vf.id} to vfio-pci: the vfio-pci driver is not loaded "
+                f"({pci_driver_dir(self.sysfs, VFIO)} does not exist); nothing was changed",
+                hint="load it (modprobe vfio-pci), then retry",
+            )
 
     def _rollback(self, address: PciAddress, original: str | None) -> None:
         try:

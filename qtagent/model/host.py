@@ -141,6 +141,8 @@ class HostSnapshot:
         by_netdev = [pf for pf in self.pfs if pf.netdev == wanted]
         if len(by_netdev) == 1:
             return by_netdev[0]
+        if by_netdev:
+            raise _ambiguous(wanted, by_netdev)
         known = ", ".join(f"{p.name} ({p.netdev})" if p.netdev else p.name for p in self.pfs)
         raise NotFound(
             f"no SR-IOV PF named {name!r}",
@@ -149,6 +151,16 @@ class HostSnapshot:
 
     def vf(self, vf_id: VfId) -> VfInfo:
         return self.pf(vf_id.pf).vf(vf_id.index)
+
+
+def _ambiguous(netdev: str, pfs: list[PfInfo]) -> InvalidInput:
+    """Several PFs claim one interface name (a broken or hostile sysfs tree): taking
+    any of them could act on the wrong device, so none is taken."""
+    names = ", ".join(pf.name for pf in pfs)
+    return InvalidInput(
+        f"the interface name {netdev!r} is ambiguous: PFs {names} all claim it",
+        hint=f"name the PF by its PCI address or device name (one of {names})",
+    )
 
 
 def _same_pci(address: PciAddress, text: str) -> bool:

@@ -21,6 +21,12 @@ _MAC_RE: Final = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$")
 
 VLAN_MAX: Final = 4094
 QOS_MAX: Final = 7
+# SR-IOV's TotalVFs is a 16-bit field, so a VF index is below 65536 (the kernel's
+# own limit is lower still); IFLA_VF_* carry it as a u32.
+VF_INDEX_MAX: Final = 0xFFFF
+VF_COUNT_MAX: Final = VF_INDEX_MAX + 1  # the most sriov_totalvfs or sriov_numvfs can say
+# ifi_index is a C int: the kernel numbers network interfaces 1..INT_MAX.
+IFINDEX_MAX: Final = 0x7FFFFFFF
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -93,6 +99,26 @@ def check_vlan(vlan: int, qos: int = 0) -> None:
         raise InvalidInput(f"QoS {qos} is out of range", hint=f"use 0 to {QOS_MAX}")
     if qos and not vlan:
         raise InvalidInput("QoS needs a VLAN", hint="give --vlan together with --qos")
+
+
+def check_vf_index(index: int) -> None:
+    """Refuse a VF index no SR-IOV device can have (outside 0..65535)."""
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise InvalidInput(f"VF index {index!r} is not an integer", hint="give a whole number")
+    if not 0 <= index <= VF_INDEX_MAX:
+        raise InvalidInput(f"VF index {index} is out of range", hint=f"use 0 to {VF_INDEX_MAX}")
+
+
+def check_ifindex(ifindex: int) -> None:
+    """Refuse an interface index the kernel never gives (outside 1..2^31-1)."""
+    if isinstance(ifindex, bool) or not isinstance(ifindex, int):
+        raise InvalidInput(f"interface index {ifindex!r} is not an integer")
+    if not 1 <= ifindex <= IFINDEX_MAX:
+        raise InvalidInput(
+            f"interface index {ifindex} is out of range (1 to {IFINDEX_MAX})",
+            hint="read the PF's ifindex again (cat /sys/class/net/$pf/ifindex); "
+            "the kernel never gives this one",
+        )
 
 
 @dataclass(frozen=True, order=True, slots=True)

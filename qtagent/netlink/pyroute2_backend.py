@@ -19,7 +19,7 @@ from typing import Any
 
 from qtagent.errors import KernelError
 from qtagent.model.host import LinkState, VfSettings
-from qtagent.model.types import MacAddress
+from qtagent.model.types import MacAddress, check_ifindex, check_vf_index
 from qtagent.netlink import rtnl_wire as wire
 from qtagent.netlink.api import Knob, KnobValue, Vlan
 from qtagent.netlink.errors import netlink_error
@@ -62,6 +62,7 @@ class Pyroute2VfNetlink:
 
     def read_vfs(self, pf_ifindex: int) -> Mapping[int, VfSettings]:
         """Every VF's settings. Equivalent to: ``ip link show $pf``."""
+        check_ifindex(pf_ifindex)
         ipr = self._socket()
         try:
             (msg,) = ipr.link("get", index=pf_ifindex, ext_mask=_EXT_MASK)
@@ -77,6 +78,8 @@ class Pyroute2VfNetlink:
         ``min_tx_rate $min max_tx_rate $max``). A rate keeps the other rate at its
         current read-back value, so setting one rate costs one extra read.
         """
+        check_ifindex(pf_ifindex)
+        check_vf_index(vf)
         check_knob_value(knob, value)
         other = self._other_rate(pf_ifindex, vf, knob)
         if log.isEnabledFor(logging.DEBUG):

@@ -18,6 +18,7 @@ from types import TracebackType
 
 from qtagent.errors import KernelError, Timeout
 from qtagent.model.host import VfSettings
+from qtagent.model.types import check_ifindex, check_vf_index
 from qtagent.netlink import rtnl_wire as wire
 from qtagent.netlink.api import Knob, KnobValue
 from qtagent.netlink.errors import netlink_error
@@ -60,6 +61,7 @@ class RtnlVfNetlink:
 
     def read_vfs(self, pf_ifindex: int) -> Mapping[int, VfSettings]:
         """Every VF's settings. Equivalent to: ``ip link show $pf``."""
+        check_ifindex(pf_ifindex)
 
         def action() -> str:
             return f"ip link show {link_name(pf_ifindex)}"
@@ -83,6 +85,8 @@ class RtnlVfNetlink:
         ``min_tx_rate $min max_tx_rate $max``). A rate keeps the other rate at its
         current read-back value, so setting one rate costs one extra read.
         """
+        check_ifindex(pf_ifindex)
+        check_vf_index(vf)
         check_knob_value(knob, value)
         other = self._other_rate(pf_ifindex, vf, knob)
         if log.isEnabledFor(logging.DEBUG):

@@ -4,6 +4,8 @@ Only the few messages qtagent sends are covered: RTM_GETLINK of one PF with
 IFLA_EXT_MASK = RTEXT_FILTER_VF | RTEXT_FILTER_SKIP_STATS, and RTM_SETLINK with one
 IFLA_VFINFO_LIST > IFLA_VF_INFO > IFLA_VF_* attribute. Layouts are the kernel's UAPI
 (include/uapi/linux/if_link.h, rtnetlink.h, netlink.h); all fields host-endian.
+The builders refuse (InvalidInput) an ifindex or VF index their fields cannot carry
+or the kernel never gives, before anything is packed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from qtagent.model.host import LinkState, VfSettings
-from qtagent.model.types import MacAddress
+from qtagent.model.types import MacAddress, check_ifindex, check_vf_index
 from qtagent.netlink.api import Knob, KnobValue, Vlan
 from qtagent.netlink.vfinfo import LINK_STATE_CODE, vf_settings
 
@@ -72,6 +74,7 @@ def _nla(attr_type: int, payload: bytes) -> bytes:
 
 
 def _message(msg_type: int, flags: int, seq: int, ifindex: int, attrs: bytes) -> bytes:
+    check_ifindex(ifindex)
     body = _IFINFOMSG.pack(0, 0, ifindex, 0, 0) + attrs
     return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), msg_type, flags, seq, 0) + body
 
@@ -88,6 +91,7 @@ def vf_attribute(vf: int, knob: Knob, value: KnobValue, *, other_rate: int = 0) 
     ``other_rate`` is the rate not being changed (IFLA_VF_RATE carries min and max).
     The value must have passed :func:`qtagent.netlink.knob_values.check_knob_value`.
     """
+    check_vf_index(vf)
     if isinstance(value, MacAddress):
         attr_type, payload = IFLA_VF_MAC, _VF_MAC.pack(vf, value.octets)
     elif isinstance(value, Vlan):

@@ -2,8 +2,9 @@
 VF defaults, idempotently.
 
 Everything that can be checked is checked for every PF before the first write:
-an unknown PF, a count above sriov_totalvfs or a count change that would destroy
-an allocated VF refuses the whole file and changes nothing. The desired count
+VF defaults that cannot be sent, an unknown PF, a count above the PF's limit or a
+count change that would destroy an allocated VF refuses the whole file and
+changes nothing. The desired count
 is recorded first and marked applied only once the kernel shows every VF
 (FIELD-CASES C1: never recorded as applied after a failed write).
 
@@ -19,12 +20,13 @@ import logging
 from dataclasses import dataclass
 from functools import partial
 
-from qtagent.config import HostConfig, PfConfig
+from qtagent.config import HostConfig, PfConfig, pf_section
 from qtagent.effects.vfcount import VfCountResult, apply_vf_count
-from qtagent.errors import ConfigError, QtagentError
+from qtagent.errors import ConfigError, Conflict, InvalidInput, QtagentError
 from qtagent.model.host import PfInfo
+from qtagent.model.types import VfId
 from qtagent.ops.context import HostContext
-from qtagent.ops.provision import apply_defaults
+from qtagent.ops.provision import apply_defaults, defaults_request
 from qtagent.plan.knob_report import KnobOutcome, KnobReport
 from qtagent.plan.vfcount import VfCountPlan, plan_vf_count
 
@@ -68,15 +70,17 @@ def apply_config(ctx: HostContext, config: HostConfig) -> tuple[PfApplied, ...]:
     planned: list[tuple[PfConfig, PfInfo, VfCountPlan]] = []
     seen: dict[str, str] = {}
     for wanted in config.pfs:
+        _check_defaults(wanted)
         pf = snapshot.pf(wanted.name)
         if pf.name in seen:
             raise ConfigError(
-                f"PF {pf.name} is named twice: as {seen[pf.name]!r} and {wanted.name!r}",
-                hint="keep one entry per PF",
+                f"PF {pf.name} is named twice in the config: as {pf_section(seen[pf.name])} "
+                f"and as {pf_section(wanted.name)}",
+                hint="keep one section per PF: delete or merge one of them",
             )
         seen[pf.name] = wanted.name
         held = {a.vf: a.vm.name for a in ctx.store.allocations(pf=pf.name)}
-        planned.append((wanted, pf, plan_vf_count(pf, wanted.num_vfs, held)))
+        planned.append((wanted, pf, _plan_count(wanted, pf, held)))
     results: list[PfApplied] = []
     for wanted, pf, plan in planned:
         count = None
@@ -89,6 +93,36 @@ def apply_config(ctx: HostContext, config: HostConfig) -> tuple[PfApplied, ...]:
         results.append(PfApplied(wanted.name, pf.name, count, defaults))
         log.info("PF %s: %d VFs, writes %s", pf.name, wanted.num_vfs, list(count.writes))
     return tuple(results)
+
+
+def _check_defaults(wanted: PfConfig) -> None:
+    """Build the knob request the VF defaults will send, so that defaults no VF could
+    take (min_tx_rate above max_tx_rate, QoS without a VLAN) refuse the whole file
+    before the first write - not after the PF's VF count has changed. The parser
+    refuses these already; this holds for a HostConfig built any other way."""
+    try:
+        defaults_request(wanted.vf_defaults)
+    except InvalidInput as err:
+        raise ConfigError(
+            f"PF {wanted.name}: its vf_defaults cannot be applied: {err.message}",
+            hint=f"fix vf_defaults in {pf_section(wanted.name)}: {err.hint}",
+        ) from err
+
+
+def _plan_count(wanted: PfConfig, pf: PfInfo, held: dict[VfId, str]) -> VfCountPlan:
+    """The PF's count plan; a refusal gets a hint in the file's terms (its num_vfs),
+    not in `pf set-vfs` terms (--drain, which apply does not have)."""
+    section = pf_section(wanted.name)
+    try:
+        return plan_vf_count(pf, wanted.num_vfs, held)
+    except Conflict as err:
+        raise Conflict(
+            err.message,
+            hint=f"detach them first (qtagent vm detach VM {pf.name} INDEX), or keep "
+            f"num_vfs = {pf.num_vfs} in {section}",
+        ) from err
+    except InvalidInput as err:
+        raise InvalidInput(err.message, hint=f"lower num_vfs in {section}; {err.hint}") from err
 
 
 def _apply_count(

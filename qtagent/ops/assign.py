@@ -1,10 +1,11 @@
 """Give a VF to a running VM, and take it back (FIELD-CASES C2, C4, C7, C9).
 
-attach: every check first (the VM exists, the VF exists, is free and its IOMMU
-group is viable), then reserve it in the database (so nothing is handed out
+attach: every check first (the VM exists and runs, the VF exists, is free and its
+IOMMU group is viable), then reserve it in the database (so nothing is handed out
 twice), record its original settings and driver, bind it to vfio-pci, program
 MAC/VLAN/spoofchk through the PF, hot-plug it, and confirm libvirt shows it. A
-failure at any step undoes the steps before it, in reverse.
+failure at any step undoes the steps before it, in reverse: the VF gets its original
+settings back exactly (its MAC too, all-zero or not) and its host driver.
 
 detach: only the VM that holds the VF may release it. Hot-unplug, wait until
 libvirt's live XML no longer shows the device (a guest that never answers the
@@ -16,6 +17,8 @@ one), rebind the original driver, verify by reading back, then free it.
 from __future__ import annotations
 
 import logging
+import math
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,13 +26,14 @@ from qtagent.effects.knobs import apply_knobs
 from qtagent.effects.vfcount import readiness
 from qtagent.errors import Conflict, InvalidInput, NotFound, QtagentError, Timeout, Unsupported
 from qtagent.model.host import PfBus, PfInfo, VfInfo, VfSettings
-from qtagent.model.types import MacAddress, VfId, check_vlan, check_vm_name
+from qtagent.model.types import MacAddress, PciAddress, VfId, check_vlan, check_vm_name
 from qtagent.netlink.api import Knob
 from qtagent.ops.context import HostContext
 from qtagent.plan.binding import check_vfio_viable
 from qtagent.plan.knob_report import KnobOutcome, KnobReport
 from qtagent.plan.knobs import KnobRequest
 from qtagent.store.records import AllocationState, VmRef
+from qtagent.virt.api import DomainState
 from qtagent.virt.domain_xml import hostdev_xml
 from qtagent.virt.errors import LibvirtFailure
 
@@ -84,10 +88,19 @@ class DetachResult:
 
 @dataclass(frozen=True, slots=True)
 class UnplugPolicy:
-    """How long to wait for the guest and QEMU to let go of an unplugged VF."""
+    """How long to wait for the guest and QEMU to let go of an unplugged VF, and how
+    often to look (seconds; each finite and above zero, or the wait never ends)."""
 
     timeout_s: float = 60.0
     poll_s: float = 0.25
+
+    def __post_init__(self) -> None:
+        for what, seconds in (("unplug timeout", self.timeout_s), ("poll interval", self.poll_s)):
+            if not (math.isfinite(seconds) and seconds > 0):
+                raise InvalidInput(
+                    f"the {what} must be a finite number of seconds above 0, not {seconds!r}",
+                    hint="give seconds as a plain number, e.g. 60",
+                )
 
 
 def attach(
@@ -105,8 +118,7 @@ def attach(
     check_vlan(vlan, qos)
     if mac is not None and (mac.is_zero or mac.is_multicast):
         raise InvalidInput(f"{mac} cannot be a VM's MAC", hint="give a unicast, non-zero MAC")
-    if not ctx.virt.domain_exists(vm):
-        raise NotFound(f"no VM named {vm!r}", hint="see `virsh list --all`; start the VM first")
+    _check_running(ctx, vm)
     pf = ctx.pf(pf_name)
     vf = _choose_vf(ctx, pf, index)
     check_vfio_viable(vf)
@@ -121,18 +133,18 @@ def attach(
         required = frozenset({Knob.SPOOFCHK, Knob.VLAN} | ({Knob.MAC} if mac else set()))
         request = KnobRequest(mac=mac, vlan=vlan, qos=qos, spoofchk=True, required=required)
         assert pf.ifindex is not None
-        undo.append(("restore the VF's settings", lambda: _restore_knobs(ctx, pf, vf)))
+        undo.append(("restore the VF's settings", lambda: _restore_knobs(ctx, pf, vf, exact=True)))
         report = apply_knobs(ctx.netlink, pf.ifindex, vf.index, request, pf_name=pf.netdev)
         xml = hostdev_xml(address, managed=False)
         ctx.virt.attach_hostdev(vm, xml, live=True)
-        undo.append(("unplug it again", lambda: ctx.virt.detach_hostdev(vm, xml, live=True)))
+        undo.append(("unplug it again", lambda: _unplug_if_shown(ctx, vm, address, xml)))
         if address not in ctx.virt.hostdev_addresses(vm):
             raise Conflict(
                 f"libvirt accepted {vf.id} for VM {vm!r} but its live XML does not show it"
             )
         ctx.store.set_state(vf.id, expected=AllocationState.RESERVED, new=AllocationState.ATTACHED)
-    except QtagentError:
-        _undo(undo)
+    except QtagentError as err:
+        _undo(undo, err)
         ctx.store.set_state(vf.id, expected=AllocationState.RESERVED, new=AllocationState.RELEASING)
         ctx.store.remove(vf.id, expected=AllocationState.RELEASING)
         raise
@@ -174,6 +186,19 @@ def detach(
     ctx.store.remove(vf.id, expected=AllocationState.RELEASING)
     log.info("released %s from VM %r", vf.id, vm)
     return result
+
+
+def _check_running(ctx: HostContext, vm: str) -> None:
+    """Refuse a VM that does not exist or is neither running nor paused, before anything
+    changes: libvirt would refuse the hot-plug only after the VF was bound and set."""
+    state = ctx.virt.domain_state(vm)
+    if state is None:
+        raise NotFound(f"no VM named {vm!r}", hint="see `virsh list --all`; start the VM first")
+    if state not in (DomainState.RUNNING, DomainState.PAUSED):
+        raise Conflict(
+            f"VM {vm!r} is {state}, not running: a VF can only be hot-plugged into a running VM",
+            hint=f"start it first: virsh start {shlex.quote(vm)}",
+        )
 
 
 def _choose_vf(ctx: HostContext, pf: PfInfo, index: int | None) -> VfInfo:
@@ -250,18 +275,22 @@ def _restore(ctx: HostContext, pf: PfInfo, vf: VfInfo, vm: str) -> DetachResult:
     return DetachResult(vm, vf.id, now.settings, now.driver, random_mac)
 
 
-def _restore_knobs(ctx: HostContext, pf: PfInfo, vf: VfInfo) -> bool:
+def _restore_knobs(ctx: HostContext, pf: PfInfo, vf: VfInfo, *, exact: bool = False) -> bool:
     """Put back the VF's original knobs. Returns True if a random MAC was set instead
     of the original (C4): an all-zero original would leave released VFs sharing one
     admin MAC (zero), and a driver may refuse the original outright; either way the
-    VF gets a random, locally administered unicast MAC, never the VM's."""
+    VF gets a random, locally administered unicast MAC, never the VM's.
+
+    ``exact`` (the undo of a failed attach, before any VM had the VF): an all-zero
+    original comes back as it was; only a MAC the driver refuses, or one never read,
+    becomes a random one."""
     original = ctx.store.originals(vf.id)
     if original is None or pf.ifindex is None:
         return False
     settings = original.settings
-    zero = settings.mac is None or settings.mac.is_zero
+    fresh = settings.mac is None or (settings.mac.is_zero and not exact)
     request = KnobRequest(
-        mac=MacAddress.random_local_unicast() if zero else settings.mac,
+        mac=MacAddress.random_local_unicast() if fresh else settings.mac,
         vlan=settings.vlan,
         qos=settings.qos if settings.vlan else 0,
         spoofchk=settings.spoofchk,
@@ -270,12 +299,12 @@ def _restore_knobs(ctx: HostContext, pf: PfInfo, vf: VfInfo) -> bool:
     )
     report = apply_knobs(ctx.netlink, pf.ifindex, vf.index, request, pf_name=pf.netdev)
     mac_result = report.result(Knob.MAC)
-    if zero:
+    if fresh:
         return True
     if mac_result is not None and mac_result.outcome is KnobOutcome.REJECTED:
-        fresh = MacAddress.random_local_unicast()
-        log.info("%s: driver refused MAC %s; setting random %s", vf.id, settings.mac, fresh)
-        retry = KnobRequest(mac=fresh, required=frozenset({Knob.MAC}))
+        new = MacAddress.random_local_unicast()
+        log.info("%s: driver refused MAC %s; setting random %s", vf.id, settings.mac, new)
+        retry = KnobRequest(mac=new, required=frozenset({Knob.MAC}))
         apply_knobs(ctx.netlink, pf.ifindex, vf.index, retry, pf_name=pf.netdev)
         return True
     return False
@@ -300,9 +329,18 @@ def _verify_restored(
         )
 
 
-def _undo(steps: list[tuple[str, Callable[[], object]]]) -> None:
+def _unplug_if_shown(ctx: HostContext, vm: str, address: PciAddress, xml: str) -> None:
+    """Undo a hot-plug, if the live XML shows the device (a plug QEMU dropped does not)."""
+    if address in ctx.virt.hostdev_addresses(vm):
+        ctx.virt.detach_hostdev(vm, xml, live=True)
+
+
+def _undo(steps: list[tuple[str, Callable[[], object]]], failure: QtagentError) -> None:
+    """Run the undo ``steps`` newest first; each that fails is logged and noted on
+    ``failure`` (the error the caller raises), so the operator learns what is left."""
     for what, step in reversed(steps):
         try:
             step()
-        except QtagentError:
-            log.exception("undo step failed: %s", what)
+        except QtagentError as err:
+            log.warning("undo step failed: could not %s: %s", what, err.message)
+            failure.add_note(f"undo: could not {what}: {err.message}")

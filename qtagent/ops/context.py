@@ -5,10 +5,19 @@ HostContext from its options and hands it to the operations. The time source
 (``clock``, ``sleep``) is an edge too: every bounded wait of the operations
 (driver rebinds, VFs appearing, a guest letting go of a VF) reads it, so tests
 run them against a fake clock, instantly.
+
+Netlink always talks to this host's kernel, and it names links by the ifindex
+read from sysfs. So real netlink is opened only when the sysfs root is this
+host's /sys: over another tree (``--sysfs-root`` a copy or a fake) its ifindexes
+would name whatever this host has under those numbers. There, VF settings are
+not read (snapshots show them unknown) and setting them is refused, unless a
+netlink edge is handed in (:meth:`HostContext.with_edges`, the tests' fakes).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +26,7 @@ from types import TracebackType
 from typing import Literal
 
 from qtagent.effects.binding import PciBinder
-from qtagent.errors import InvalidInput
+from qtagent.errors import InvalidInput, PermissionDenied
 from qtagent.model.host import HostSnapshot, PfInfo
 from qtagent.netlink.api import VfNetlink
 from qtagent.store.sqlite import DEFAULT_PATH
@@ -26,7 +35,10 @@ from qtagent.sysfs.reader import SysfsReader
 from qtagent.sysfs.writer import SysfsWriter
 from qtagent.virt.api import VirtBackend
 
+_log = logging.getLogger(__name__)
+
 NetlinkKind = Literal["rtnl", "pyroute2"]
+HOST_SYSFS = Path("/sys")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +106,20 @@ class HostContext:
 
     @property
     def netlink(self) -> VfNetlink:
+        """The netlink edge handed in, else the host's own (opened on first use).
+
+        Raises InvalidInput when the sysfs root is not this host's /sys and none was
+        handed in: the ifindexes read there do not name this host's links.
+        """
         if self._netlink is None:
+            if not self.on_host_sysfs:
+                raise InvalidInput(
+                    f"VF settings go over netlink to this host's kernel, but the sysfs root "
+                    f"{self.paths.sysfs_root} is not this host's {HOST_SYSFS}: its interface "
+                    "indexes would name other links; nothing was sent",
+                    hint=f"use --sysfs-root {HOST_SYSFS} (QTAGENT_SYSFS_ROOT) to read or set "
+                    "VF settings; other trees show them as unknown",
+                )
             if self.paths.netlink == "pyroute2":
                 from qtagent.netlink.pyroute2_backend import Pyroute2VfNetlink
 
@@ -106,9 +131,46 @@ class HostContext:
         return self._netlink
 
     @property
+    def on_host_sysfs(self) -> bool:
+        """True when the sysfs root is this host's /sys (the same directory, however it
+        is named): only then do its ifindexes name the links netlink acts on."""
+        try:
+            return os.path.samefile(self.paths.sysfs_root, HOST_SYSFS)
+        except OSError:
+            return False
+
+    @property
+    def reads_vf_settings(self) -> bool:
+        """Whether :meth:`snapshot` reads VF settings: over this host's /sys, or with a
+        netlink edge handed in. When False they are unknown, not the defaults shown."""
+        return self._netlink is not None or self.on_host_sysfs
+
+    @property
     def store(self) -> Store:
+        """The allocation database for reading and writing, created if missing."""
         if self._store is None:
             self._store = Store(self.paths.db_path)
+        return self._store
+
+    @property
+    def store_for_reading(self) -> Store | None:
+        """The allocation database for a command that only reads; None if there is
+        none yet (reading creates no database: nothing is allocated).
+
+        Opened read-write when qtagent's user may write it (so it is migrated and
+        kept private as usual), else read-only (SQLite ``mode=ro``): a non-root
+        reader, or a read-only file system, still sees who holds which VF. If it
+        cannot even be read, PermissionDenied (exit 10) says so.
+        """
+        if self._store is None:
+            path = self.paths.db_path
+            if not os.path.lexists(path):
+                return None
+            try:
+                self._store = Store(path)
+            except PermissionDenied as err:
+                _log.info("%s; opening it read-only", err.message)
+                self._store = Store(path, readonly=True)
         return self._store
 
     @property
@@ -131,12 +193,20 @@ class HostContext:
 
     def snapshot(self, *, settings: bool = True) -> HostSnapshot:
         """The host now; VF settings are read over netlink only when asked for
-        (opening netlink is the costly part of a read)."""
+        (opening netlink is the costly part of a read), and only where netlink
+        describes the tree read (see the module docstring): elsewhere they stay
+        unknown."""
         if self._reader is None:
             root = self._sysfs_root()
             self._reader = SysfsReader(root)
             self._settings_reader = SysfsReader(root, pci_ids=self._reader.pci_ids)
         if not settings:
+            return self._reader.snapshot()
+        if not self.reads_vf_settings:
+            _log.info(
+                "VF settings not read: %s is not this host's %s, and netlink only "
+                "describes this host", self.paths.sysfs_root, HOST_SYSFS,
+            )  # fmt: skip
             return self._reader.snapshot()
         self._settings_reader.netlink = self.netlink
         return self._settings_reader.snapshot()

@@ -1,8 +1,9 @@
 """Plan a change of a PF's VF count (FIELD-CASES C1, C2). Pure: values in, a plan out.
 
-The kernel's rules: a count above sriov_totalvfs fails (ERANGE); writing the
-current count is a no-op; going from N>0 to M>0 fails (EBUSY), so the only way
-is through 0, which destroys every VF. Hence: no write when nothing changes,
+The kernel's rules: a count above sriov_totalvfs fails (ERANGE), on netdevsim one
+above max_vfs (ENOMEM; the reader gives it as ``total_vfs``); writing the current
+count is a no-op; going from N>0 to M>0 fails (EBUSY), so the only way is through
+0, which destroys every VF. Hence: no write when nothing changes,
 refusal before any write when the request cannot succeed or would destroy a VF
 that a VM holds, and [0, M] when VFs exist already.
 """
@@ -39,10 +40,10 @@ def plan_vf_count(pf: PfInfo, desired: int, allocations: Mapping[VfId, str]) -> 
     """
     if desired < 0:
         raise InvalidInput(f"VF count {desired} is negative", hint="give a count from 0 up")
-    if pf.bus is PfBus.PCI and desired > pf.total_vfs:
+    if desired > pf.total_vfs:
         raise InvalidInput(
             f"PF {pf.name} supports at most {pf.total_vfs} VFs; {desired} were asked for",
-            hint=f"ask for 0 to {pf.total_vfs} (sriov_totalvfs)",
+            hint=f"ask for 0 to {pf.total_vfs} ({_limit_source(pf)})",
         )
     if desired == pf.num_vfs:
         return VfCountPlan(pf.name, pf.num_vfs, desired, ())
@@ -65,3 +66,13 @@ def plan_vf_count(pf: PfInfo, desired: int, allocations: Mapping[VfId, str]) -> 
         )
     writes = (0, desired) if pf.num_vfs > 0 and desired > 0 else (desired,)
     return VfCountPlan(pf.name, pf.num_vfs, desired, writes)
+
+
+def _limit_source(pf: PfInfo) -> str:
+    """Where ``pf.total_vfs`` comes from, for the hint of a count above it."""
+    if pf.bus is PfBus.NETDEVSIM:
+        return (
+            f"max_vfs, from debugfs netdevsim/{pf.name}/max_vfs, or netdevsim's default "
+            "where debugfs is not mounted; write a larger max_vfs there for more VFs"
+        )
+    return "sriov_totalvfs"

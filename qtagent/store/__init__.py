@@ -1,6 +1,7 @@
 """Durable records: allocations and original VF settings (SQLite)."""
 
 from qtagent.model.desired import VfDefaults
+from qtagent.store.errors import StoreError
 from qtagent.store.records import (
     Allocation,
     AllocationState,
@@ -8,7 +9,7 @@ from qtagent.store.records import (
     PfDesired,
     VmRef,
 )
-from qtagent.store.sqlite import DEFAULT_PATH, StoreError
+from qtagent.store.sqlite import DEFAULT_PATH
 from qtagent.store.store import Store
 
 __all__ = [

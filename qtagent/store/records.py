@@ -18,11 +18,17 @@ from typing import Final
 from qtagent.errors import InvalidInput
 from qtagent.model.desired import VfDefaults
 from qtagent.model.host import VfSettings
-from qtagent.model.types import MacAddress, VfId, check_vlan, check_vm_name
+from qtagent.model.types import (
+    VF_INDEX_MAX,
+    MacAddress,
+    VfId,
+    check_vf_index,
+    check_vlan,
+    check_vm_name,
+)
 
 # A PF's device name on its bus: a PCI address (0000:41:00.0) or netdevsimN.
 _PF_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,63}$")
-VF_INDEX_MAX: Final = 0xFFFF  # SR-IOV TotalVFs is a 16-bit field
 DRIVER_NAME_MAX: Final = 64
 RATE_MAX: Final = 1 << 31  # Mbit/s; the kernel's rates are u32
 
@@ -63,10 +69,7 @@ def check_pf_name(pf: str) -> None:
 
 def check_vf_id(vf: VfId) -> None:
     check_pf_name(vf.pf)
-    if isinstance(vf.index, bool) or not isinstance(vf.index, int):
-        raise InvalidInput(f"VF index {vf.index!r} is not an integer")
-    if not 0 <= vf.index <= VF_INDEX_MAX:
-        raise InvalidInput(f"VF index {vf.index} is out of range", hint=f"use 0 to {VF_INDEX_MAX}")
+    check_vf_index(vf.index)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from qtagent.errors import InvalidInput
 from qtagent.model.desired import VfDefaults
 from qtagent.model.host import LinkState, VfSettings
 from qtagent.model.types import MacAddress, VfId
+from qtagent.store.errors import StoreError
 from qtagent.store.records import (
     Allocation,
     AllocationState,
@@ -24,7 +25,6 @@ from qtagent.store.records import (
     PfDesired,
     VmRef,
 )
-from qtagent.store.sqlite import StoreError
 
 SELECT_ALLOCATIONS = """
     SELECT pf, vf_index, vm_name, vm_uuid, mac, vlan, qos, state, created_at, updated_at

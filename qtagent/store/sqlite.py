@@ -1,9 +1,10 @@
-"""The SQLite file: safe creation, connection settings, migrations, transactions.
+"""The SQLite connection: settings, migrations, transactions, read-only access.
 
 Equivalent to::
 
-    install -m 0600 /dev/null /var/lib/qtagent/qtagent.db
+    install -m 0600 /dev/null /var/lib/qtagent/qtagent.db    # qtagent.store.dbfile
     sqlite3 /var/lib/qtagent/qtagent.db 'PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL'
+    sqlite3 -readonly /var/lib/qtagent/qtagent.db            # Database(readonly=True)
 
 WAL with ``synchronous=FULL`` makes every committed transaction durable across
 a power cut, not only a process crash. Transactions start with ``BEGIN
@@ -20,7 +21,6 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -28,69 +28,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from qtagent.errors import QtagentError, Timeout
+from qtagent.errors import NotFound, PermissionDenied, Timeout
+from qtagent.store.dbfile import NOT_OURS_HINT, check_existing_file, prepare_file, tighten_mode
+from qtagent.store.errors import PERMISSION_HINT, StoreError
 from qtagent.store.schema import LATEST_VERSION, MIGRATIONS, VERSION_TABLE
 
 _log = logging.getLogger(__name__)
 
 DEFAULT_PATH: Final = Path("/var/lib/qtagent/qtagent.db")
 DEFAULT_BUSY_TIMEOUT_S: Final = 5.0
-FILE_MODE: Final = 0o600
-DIR_MODE: Final = 0o700
-SQLITE_HEADER: Final = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite file
-NOT_OURS_HINT: Final = (
-    "give the path of qtagent's allocation database (--db, QTAGENT_DB), "
-    "or move this file away so that a new database is created there"
-)
+# SQLite's extended result codes that mean "this process may not write there"
+_READ_ONLY_CODES: Final = frozenset({"SQLITE_PERM", "SQLITE_AUTH"})
 
 Clock = Callable[[], datetime]
 
 
-class StoreError(QtagentError):
-    """The allocation database cannot be used (unreadable, corrupt, too new)."""
-
-    status = 500
-    exit_code = 1
-
-
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def prepare_file(path: Path) -> None:
-    """Create the database file 0600 (its directory 0700) without following links.
-
-    An existing file is only looked at, never changed: a path that is a symlink,
-    not a regular file, or a file that is neither empty nor an SQLite database is
-    refused as it is. (:func:`tighten_mode` changes modes, once the file is known
-    to be the allocation database.)
-    """
-    path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    with _open_no_follow(path) as fd:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise StoreError(f"the allocation database {path} is not a regular file")
-        if info.st_size and os.pread(fd, len(SQLITE_HEADER), 0) != SQLITE_HEADER:
-            raise StoreError(
-                f"{path} is not an SQLite database; qtagent leaves it as it is",
-                hint=NOT_OURS_HINT,
-            )
-
-
-def tighten_mode(path: Path) -> None:
-    """Take group and other access away from the database and its -wal and -shm
-    files, with a warning (SQLite gives new -wal and -shm files the main file's mode)."""
-    with _open_no_follow(path) as fd:
-        mode = stat.S_IMODE(os.fstat(fd).st_mode)
-        if mode & 0o077:
-            _log.warning("tightening %s from %o to 0600", path, mode)
-            _log.debug("chmod 0600 %s", path)
-            os.fchmod(fd, FILE_MODE)
-    for suffix in ("-wal", "-shm"):
-        side = path.with_name(path.name + suffix)
-        if side.is_file() and not side.is_symlink() and side.stat().st_mode & 0o077:
-            _log.debug("chmod 0600 %s", side)
-            side.chmod(FILE_MODE)
 
 
 def refuse_foreign_database(path: Path, busy_timeout_s: float) -> None:
@@ -99,10 +53,18 @@ def refuse_foreign_database(path: Path, busy_timeout_s: float) -> None:
     with sql_errors(f"open {path}"):
         conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
         try:
-            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            tables = sorted(str(row[0]) for row in rows)
+            tables = table_names(conn)
         finally:
             conn.close()
+    refuse_foreign_tables(path, tables)
+
+
+def table_names(conn: sqlite3.Connection) -> list[str]:
+    rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    return sorted(str(row[0]) for row in rows)
+
+
+def refuse_foreign_tables(path: Path, tables: list[str]) -> None:
     if tables and "schema_version" not in tables:
         shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
         raise StoreError(
@@ -112,22 +74,30 @@ def refuse_foreign_database(path: Path, busy_timeout_s: float) -> None:
         )
 
 
-@contextmanager
-def _open_no_follow(path: Path) -> Iterator[int]:
-    """The file's descriptor, created 0600 if missing; a symlink is refused."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-    try:
-        fd = os.open(path, flags, FILE_MODE)
-    except OSError as e:
-        raise StoreError(
-            f"cannot open the allocation database {path}: {e.strerror}",
-            hint="the path must be a regular file (not a symlink) the agent may write",
-            errno=e.errno,
-        ) from e
-    try:
-        yield fd
-    finally:
-        os.close(fd)
+def connect_read_only(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
+    """``sqlite3 -readonly $path``: a connection that cannot write (URI ``mode=ro``).
+
+    A WAL reader needs the -shm file. Where it is missing and cannot be created
+    (a directory qtagent's user may not write) and no -wal file exists either, no
+    connection is open and every committed transaction is in the main file: it
+    is then read as it is (``immutable=1``).
+    """
+    uri = path.absolute().as_uri()
+    with sql_errors(f"open {path} read-only"):
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=busy_timeout_s,
+                               isolation_level=None)  # fmt: skip
+        try:
+            table_names(conn)  # the first read opens the WAL index
+        except sqlite3.OperationalError as e:
+            conn.close()
+            wal = path.with_name(path.name + "-wal")
+            if e.sqlite_errorname != "SQLITE_READONLY_DIRECTORY" or os.path.lexists(wal):
+                raise
+        else:
+            return conn
+        _log.debug("%s: no -shm file and none can be made; reading it as immutable", path)
+        return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True,
+                               timeout=busy_timeout_s, isolation_level=None)  # fmt: skip
 
 
 # (device, inode) of each database file this process holds open -> how many connections
@@ -145,34 +115,65 @@ def _file_key(path: Path) -> tuple[int, int] | None:
 
 
 class Database:
-    """One connection to the allocation database, migrated to the latest schema."""
+    """One connection to the allocation database, migrated to the latest schema.
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> None:
+    ``readonly``: for commands that only read. The file must exist (NotFound if
+    not); nothing is created, chmod-ed or migrated, and every write is refused
+    (PermissionDenied). It works where qtagent's user may read the file but not
+    write it or its directory (a read-only file system, a non-root reader).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+        readonly: bool = False,
+    ) -> None:
         self.path = path
+        self.readonly = readonly
         self._depth = 0
         # Closing any descriptor of a file drops the process's POSIX locks on it,
         # SQLite's included ("How To Corrupt An SQLite Database File", 2.2). So the
         # file is checked with descriptors of our own only before this process's first
         # connection to it; a file already open here was checked then.
         key = _file_key(path)
-        if key is None or key not in _OPEN_FILES:
-            prepare_file(path)
-            refuse_foreign_database(path, busy_timeout_s)
-            tighten_mode(path)
-        with sql_errors(f"open {path}"):
-            self.conn = sqlite3.connect(
-                path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=True
-            )
+        first = key is None or key not in _OPEN_FILES
+        if readonly:
+            self.conn = self._open_read_only(first, busy_timeout_s)
+        else:
+            self.conn = self._open_read_write(first, busy_timeout_s)
         self._key = _file_key(path)
         if self._key is not None:
             with _OPEN_FILES_LOCK:
                 _OPEN_FILES[self._key] = _OPEN_FILES.get(self._key, 0) + 1
         try:
-            self._configure()
-            self._migrate()
+            if readonly:
+                self._check_readable()
+            else:
+                self._configure()
+                self._migrate()
         except BaseException:
             self.close()
             raise
+
+    def _open_read_write(self, first: bool, busy_timeout_s: float) -> sqlite3.Connection:
+        if first:
+            prepare_file(self.path)
+            refuse_foreign_database(self.path, busy_timeout_s)
+            tighten_mode(self.path)
+        with sql_errors(f"open {self.path}"):
+            return sqlite3.connect(
+                self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=True
+            )
+
+    def _open_read_only(self, first: bool, busy_timeout_s: float) -> sqlite3.Connection:
+        if first and not check_existing_file(self.path):
+            raise NotFound(
+                f"there is no allocation database at {self.path}",
+                hint="nothing was allocated yet, or give --db (QTAGENT_DB) its path",
+            )
+        return connect_read_only(self.path, busy_timeout_s)
 
     def close(self) -> None:
         self.conn.close()
@@ -192,6 +193,24 @@ class Database:
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.conn.execute("PRAGMA trusted_schema=OFF")
 
+    def _check_readable(self) -> None:
+        """A read-only connection: refuse another program's database, and a schema
+        this qtagent cannot read as it is (it may not migrate it)."""
+        with sql_errors(f"read {self.path}"):
+            self.conn.execute("PRAGMA query_only=ON")
+            self.conn.execute("PRAGMA trusted_schema=OFF")
+            tables = table_names(self.conn)
+        refuse_foreign_tables(self.path, tables)
+        current = self.schema_version if tables else 0
+        _refuse_newer(self.path, current)
+        if current < LATEST_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {current}; this qtagent reads "
+                f"{LATEST_VERSION} and may not migrate it read-only",
+                hint="run a qtagent command that writes, as the database's owner (root), "
+                "once: it migrates the database",
+            )
+
     @property
     def schema_version(self) -> int:
         with sql_errors("read the schema version"):
@@ -202,12 +221,7 @@ class Database:
         with self.transaction():
             self.conn.execute(VERSION_TABLE)
             current = self.schema_version
-            if current > LATEST_VERSION:
-                raise StoreError(
-                    f"{self.path} has schema version {current}; this qtagent knows up to "
-                    f"{LATEST_VERSION}",
-                    hint="a newer qtagent wrote this database; upgrade qtagent, never downgrade",
-                )
+            _refuse_newer(self.path, current)
             for migration in MIGRATIONS:
                 if migration.version <= current:
                     continue
@@ -222,7 +236,15 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """All statements inside commit together or not at all; nests (savepoints)."""
+        """All statements inside commit together or not at all; nests (savepoints).
+
+        Refused (PermissionDenied) on a read-only connection: transactions are for writes.
+        """
+        if self.readonly:
+            raise PermissionDenied(
+                f"the allocation database {self.path} is open read-only; nothing was changed",
+                hint=PERMISSION_HINT,
+            )
         outer = self._depth == 0
         savepoint = f"sp{self._depth}"
         with sql_errors("begin a transaction"):
@@ -250,6 +272,14 @@ class Database:
             raise
 
 
+def _refuse_newer(path: Path, version: int) -> None:
+    if version > LATEST_VERSION:
+        raise StoreError(
+            f"{path} has schema version {version}; this qtagent knows up to {LATEST_VERSION}",
+            hint="a newer qtagent wrote this database; upgrade qtagent, never downgrade",
+        )
+
+
 @contextmanager
 def sql_errors(action: str) -> Iterator[None]:
     """Re-raise sqlite3 errors as qtagent errors (a held lock as Timeout)."""
@@ -261,8 +291,17 @@ def sql_errors(action: str) -> Iterator[None]:
                 f"{action}: the allocation database stayed locked",
                 hint="another qtagent process holds it; retry, or find the stuck process",
             ) from e
+        if _is_permission(e):
+            raise PermissionDenied(f"{action} failed: {e}", hint=PERMISSION_HINT) from e
         raise StoreError(f"{action} failed: {e}") from e
     except sqlite3.IntegrityError:
         raise  # callers turn constraint failures into Conflict with context
     except sqlite3.Error as e:
         raise StoreError(f"{action} failed: {e}") from e
+
+
+def _is_permission(err: sqlite3.Error) -> bool:
+    """SQLite says this process may not write (SQLITE_READONLY_*: a read-only file,
+    directory or connection; SQLITE_PERM)."""
+    name = getattr(err, "sqlite_errorname", "")
+    return name.startswith("SQLITE_READONLY") or name in _READ_ONLY_CODES

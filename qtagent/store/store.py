@@ -25,6 +25,7 @@ from qtagent.model.desired import VfDefaults
 from qtagent.model.host import VfSettings
 from qtagent.model.types import MacAddress, VfId, check_vlan
 from qtagent.store import rows
+from qtagent.store.errors import StoreError
 from qtagent.store.records import (
     TRANSITIONS,
     Allocation,
@@ -44,7 +45,6 @@ from qtagent.store.sqlite import (
     DEFAULT_PATH,
     Clock,
     Database,
-    StoreError,
     sql_errors,
     utc_now,
 )
@@ -55,7 +55,11 @@ _log = logging.getLogger(__name__)
 class Store:
     """The durable allocation database at ``path`` (created 0600 if missing).
 
-    ``clock`` gives the time written into records (timezone-aware).
+    ``clock`` gives the time written into records (timezone-aware). ``readonly``
+    opens an existing database for reading only (SQLite ``mode=ro``): nothing is
+    created, chmod-ed or migrated, every write raises PermissionDenied, and a
+    missing file is NotFound. For commands that only read, where qtagent's user
+    may not write the file (a non-root reader, a read-only file system).
     """
 
     def __init__(
@@ -64,13 +68,18 @@ class Store:
         *,
         clock: Clock = utc_now,
         busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+        readonly: bool = False,
     ) -> None:
-        self._db = Database(path, busy_timeout_s=busy_timeout_s)
+        self._db = Database(path, busy_timeout_s=busy_timeout_s, readonly=readonly)
         self._clock = clock
 
     @property
     def path(self) -> Path:
         return self._db.path
+
+    @property
+    def readonly(self) -> bool:
+        return self._db.readonly
 
     @property
     def schema_version(self) -> int:

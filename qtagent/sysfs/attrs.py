@@ -110,9 +110,24 @@ def int_or_none(data: bytes, form: IntFormat, path: str) -> int | None:
         return None
 
 
-def read_count(path: str) -> int | None:
-    """``cat $path`` as a non-negative decimal count (sriov_numvfs, ifindex, ...)."""
-    return read_int(path, IntFormat.COUNT)
+def at_most(value: int | None, maximum: int, path: str) -> int | None:
+    """``value`` if it is at most ``maximum``; else None with a warning, like any
+    malformed attribute: no kernel writes it (a VF count above 65535, an ifindex
+    above INT_MAX)."""
+    if value is None or value <= maximum:
+        return value
+    _log.warning(
+        "%s holds %d, above %d, which the kernel never writes; taken as unknown",
+        path, value, maximum,
+    )  # fmt: skip
+    return None
+
+
+def read_count(path: str, maximum: int | None = None) -> int | None:
+    """``cat $path`` as a non-negative decimal count (sriov_numvfs, ifindex, ...);
+    one above ``maximum`` is malformed (None, with a warning: :func:`at_most`)."""
+    value = read_int(path, IntFormat.COUNT)
+    return value if maximum is None else at_most(value, maximum, path)
 
 
 def number_in_name(name: str, prefix: str = "") -> int | None:

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 
 from qtagent.errors import InvalidInput
-from qtagent.model.types import MacAddress
+from qtagent.model.types import IFINDEX_MAX, MacAddress
 from qtagent.sysfs.attrs import list_dir, read_count, read_int, read_text
 
 _log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def read_netdev(device_dir: str) -> NetdevInfo | None:
     base = f"{device_dir}/net/{name}/"
     return NetdevInfo(
         name=name,
-        ifindex=read_count(base + "ifindex"),
+        ifindex=read_count(base + "ifindex", IFINDEX_MAX),
         mac=_parse_mac(read_text(base + "address"), base),
         operstate=read_text(base + "operstate") or None,
         speed_mbps=_parse_speed(read_int(base + "speed")),

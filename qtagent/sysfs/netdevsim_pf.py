@@ -18,7 +18,7 @@ import logging
 from typing import Final
 
 from qtagent.model.host import PfBus, PfInfo, VfInfo, VfSettings
-from qtagent.model.types import VfId
+from qtagent.model.types import VF_COUNT_MAX, VfId
 from qtagent.sysfs.attrs import is_dir, link_name, list_dir, number_in_name, read_count
 from qtagent.sysfs.context import ReadContext
 from qtagent.sysfs.netdev import read_netdev
@@ -43,7 +43,7 @@ def read_netdevsim_pfs(ctx: ReadContext) -> list[PfInfo]:
 
 def read_netdevsim_pf(ctx: ReadContext, name: str, dev_dir: str) -> PfInfo | None:
     """One netdevsim device: ``cat $dev/sriov_numvfs``, its port netdev and max_vfs."""
-    num_vfs = read_count(dev_dir + "/sriov_numvfs")
+    num_vfs = read_count(dev_dir + "/sriov_numvfs", VF_COUNT_MAX)
     if num_vfs is None:
         _log.debug("%s has no readable sriov_numvfs; left out", dev_dir)
         return None

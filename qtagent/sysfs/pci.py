@@ -14,6 +14,16 @@ def device_dir(root: Path, address: PciAddress) -> Path:
     return root / "bus" / "pci" / "devices" / str(address)
 
 
+def pci_driver_dir(root: Path, driver: str) -> Path:
+    return root / "bus" / "pci" / "drivers" / driver
+
+
+def driver_loaded(root: Path, driver: str) -> bool:
+    """``test -d /sys/bus/pci/drivers/$driver``: the driver is registered with the PCI
+    bus (its module is loaded, or it is built in)."""
+    return pci_driver_dir(root, driver).is_dir()
+
+
 def driver_of(root: Path, address: PciAddress) -> str | None:
     """basename $(readlink /sys/bus/pci/devices/$addr/driver), or None when unbound."""
     try:

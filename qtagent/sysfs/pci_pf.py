@@ -11,9 +11,10 @@ import logging
 from collections.abc import Mapping
 
 from qtagent.model.host import PciIdentity, PfBus, PfInfo, VfInfo, VfSettings
-from qtagent.model.types import VfId
+from qtagent.model.types import VF_COUNT_MAX, VF_INDEX_MAX, VfId
 from qtagent.sysfs.attrs import (
     IntFormat,
+    at_most,
     int_or_none,
     is_dir,
     link_name,
@@ -52,7 +53,10 @@ def read_pci_pf(ctx: ReadContext, name: str, pf_dir: str) -> PfInfo | None:
     if address is None:
         _log.debug("ls bus/pci/devices: %r is not a PCI address; ignored", name)
         return None
-    total_vfs = int_or_none(total_raw, IntFormat.COUNT, pf_dir + "/sriov_totalvfs")
+    total_path = pf_dir + "/sriov_totalvfs"
+    total_vfs = at_most(
+        int_or_none(total_raw, IntFormat.COUNT, total_path), VF_COUNT_MAX, total_path
+    )
     if total_vfs is None:
         total_vfs = 0  # fail closed: a PF whose limit cannot be read takes no VFs
 
@@ -66,7 +70,7 @@ def read_pci_pf(ctx: ReadContext, name: str, pf_dir: str) -> PfInfo | None:
     numa_node = read_int(pf_dir + "/numa_node")
     iommu_group = group_number(pf_dir)
     virtfns = _virtfn_indexes(pf_dir)
-    num_vfs = read_count(pf_dir + "/sriov_numvfs")
+    num_vfs = read_count(pf_dir + "/sriov_numvfs", VF_COUNT_MAX)
     if num_vfs is None:
         num_vfs = len(virtfns)
     address_text = str(address)
@@ -102,9 +106,19 @@ def read_pci_pf(ctx: ReadContext, name: str, pf_dir: str) -> PfInfo | None:
 
 
 def _virtfn_indexes(pf_dir: str) -> list[int]:
-    """The N of every ``$pf/virtfnN`` link, ascending."""
-    indexes = (number_in_name(entry, "virtfn") for entry in list_dir(pf_dir))
-    return sorted(index for index in indexes if index is not None)
+    """The N of every ``$pf/virtfnN`` link, ascending. An N above the largest VF
+    index any SR-IOV device has is not the kernel's: left out with a warning."""
+    indexes = []
+    for entry in list_dir(pf_dir):
+        index = number_in_name(entry, "virtfn")
+        if index is not None and index > VF_INDEX_MAX:
+            _log.warning(
+                "%s/%s: VF index %d is above %d, which no SR-IOV device has; left out",
+                pf_dir, entry, index, VF_INDEX_MAX,
+            )  # fmt: skip
+        elif index is not None:
+            indexes.append(index)
+    return sorted(indexes)
 
 
 def _read_vf(

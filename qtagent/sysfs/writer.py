@@ -2,6 +2,8 @@
 
 Each method's docstring is the shell command it equals; each write is logged at
 debug level as that command. OSErrors become qtagent errors keeping the errno.
+Only regular files are written, never through a final symlink, never blocking
+(:func:`open_attribute`).
 The root is injected (``/sys`` on a host) so that tests can point it elsewhere.
 """
 
@@ -10,12 +12,20 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 from pathlib import Path
+from typing import Final
 
-from qtagent.errors import from_os_error
+from qtagent.errors import MalformedAttribute, from_os_error
 from qtagent.model.types import PciAddress
+from qtagent.sysfs import attrs
 
 log = logging.getLogger(__name__)
+
+NOT_SYSFS_HINT: Final = (
+    "something other than the kernel made this path, or the sysfs root is not sysfs "
+    "(--sysfs-root, QTAGENT_SYSFS_ROOT)"
+)
 
 
 class SysfsWriter:
@@ -64,15 +74,46 @@ class SysfsWriter:
         log.debug("%s", command)
         self.writes += 1
         try:
-            # One write(2) call: sysfs store handlers see exactly this buffer.
-            fd = os.open(path, os.O_WRONLY)
+            fd = open_attribute(path, command)
             try:
+                # One write(2) call: sysfs store handlers see exactly this buffer.
                 os.write(fd, text.encode())
             finally:
                 os.close(fd)
         except OSError as err:
             explain = hint(err) if callable(hint) else ""
+            if err.errno == errno.ELOOP:
+                explain = f"{path} is a symlink, not a sysfs attribute; {NOT_SYSFS_HINT}"
             raise from_os_error(err, command, hint=explain) from err
+
+
+def open_attribute(path: Path, command: str) -> int:
+    """A descriptor of the sysfs attribute at ``path``, open for writing.
+
+    Sysfs attributes are regular files, so anything else is refused
+    (MalformedAttribute): a device node before it is opened (opening one acts on
+    it), a symlink by O_NOFOLLOW (ELOOP), a FIFO without blocking (O_NONBLOCK:
+    ENXIO without a reader, refused after the open with one). O_NONBLOCK changes
+    nothing for a sysfs or regular file. Links above the last component are
+    followed: sysfs paths go through them (``bus/pci/devices/$vf/driver/unbind``).
+    """
+    _refuse_non_file(path, os.lstat(path).st_mode, command)
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        _refuse_non_file(path, os.fstat(fd).st_mode, command)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _refuse_non_file(path: Path, mode: int, command: str) -> None:
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):  # a link: O_NOFOLLOW answers ELOOP
+        return
+    raise MalformedAttribute(
+        f"{command} refused: {path} is not a regular file, so not a sysfs attribute",
+        hint=NOT_SYSFS_HINT,
+    )
 
 
 def numvfs_hint(err: OSError) -> str:
@@ -89,8 +130,6 @@ def numvfs_hint(err: OSError) -> str:
 
 
 def read_text(path: Path) -> str | None:
-    """cat $path, or None if it cannot be read (vanished, EINVAL on a down link, ...)."""
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return None
+    """cat $path, or None if it cannot be read (vanished, EINVAL on a down link, ...);
+    a FIFO does not block (:func:`qtagent.sysfs.attrs.read_text`)."""
+    return attrs.read_text(os.fspath(path))

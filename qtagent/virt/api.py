@@ -50,6 +50,10 @@ class VirtBackend(Protocol):
         """virsh domstate NAME (exit status)"""
         ...
 
+    def domain_state(self, name: str) -> DomainState | None:
+        """virsh domstate NAME (None: no domain of that name)"""
+        ...
+
     def domain_xml(self, name: str) -> str:
         """virsh dumpxml NAME (live XML while running)"""
         ...

@@ -4,7 +4,9 @@ Equivalent to running ``virsh -c $URI ...``: each method's docstring names its
 virsh command, and each effect is logged at debug level as that command (the
 XML given on stdin). libvirt's errors become :mod:`qtagent.virt.errors`
 errors that keep libvirt's code and message. The connection opens on first
-use, so building a backend never touches libvirtd.
+use, so building a backend never touches libvirtd. The URI's credentials reach
+no message and no log line (:mod:`qtagent.virt.uri`): the backend shows
+``shown_uri``, and libvirt's own messages are redacted too.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import shlex
 import uuid
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import libvirt
 
@@ -22,6 +23,7 @@ from qtagent.model.types import PciAddress
 from qtagent.virt.api import DomainInfo, DomainState
 from qtagent.virt.domain_xml import AttachedVf, attached_vfs, safe_parse
 from qtagent.virt.errors import VIR_ERR_NO_DOMAIN, LibvirtFailure, from_libvirt
+from qtagent.virt.uri import redact_text, redact_uri
 
 _log = logging.getLogger(__name__)
 
@@ -46,21 +48,6 @@ _STATES: Final[dict[int, DomainState]] = {
 
 def _quiet(_ctx: object, _err: object) -> None:
     """libvirt prints every error to stderr unless a handler is set; we raise instead."""
-
-
-def redact_uri(uri: str) -> str:
-    """The URI with any password and query string (which may carry credentials)
-    masked, for messages and logs."""
-    parts = urlsplit(uri)
-    if not parts.query and ":" not in parts.netloc.rpartition("@")[0]:
-        return uri
-    netloc = parts.netloc
-    if "@" in netloc:
-        user, host = netloc.rsplit("@", 1)
-        if ":" in user:
-            netloc = f"{user.split(':', 1)[0]}:***@{host}"
-    query = "***" if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 class LibvirtBackend:
@@ -94,7 +81,7 @@ class LibvirtBackend:
             try:
                 dom.undefine()
             except libvirt.libvirtError as e:
-                _log.warning("could not undefine %s after a failed start: %s", name, e)
+                _log.warning("could not undefine %s after a failed start: %s", name, self._shown(e))
             raise
         return _info(dom)
 
@@ -118,6 +105,16 @@ class LibvirtBackend:
                 return False
             raise self._error(f"domstate {_q(name)}", e) from e
         return True
+
+    def domain_state(self, name: str) -> DomainState | None:
+        """virsh domstate NAME (None: no domain of that name)"""
+        try:
+            dom = self._c.lookupByName(name)
+            return _STATES.get(int(dom.state()[0]), DomainState.OTHER)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == VIR_ERR_NO_DOMAIN:
+                return None
+            raise self._error(f"domstate {_q(name)}", e) from e
 
     def domain_xml(self, name: str) -> str:
         """virsh dumpxml NAME (the live XML while it runs)"""
@@ -182,7 +179,7 @@ class LibvirtBackend:
             try:
                 conn.close()
             except libvirt.libvirtError as e:
-                _log.debug("closing %s: %s", self.shown_uri, e)
+                _log.debug("closing %s: %s", self.shown_uri, self._shown(e))
 
     # ------------------------------------------------------------- helpers
 
@@ -214,13 +211,17 @@ class LibvirtBackend:
 
     def _error(self, command: str, e: Any) -> LibvirtFailure:
         code = int(e.get_error_code() or 0)
-        message = str(e.get_error_message() or e)
+        message = redact_text(str(e.get_error_message() or e), self.uri)
         return from_libvirt(
             f"virsh -c {self.shown_uri} {command.split(' <<< ', maxsplit=1)[0]}",
             code,
             code_name(code),
             message,
         )
+
+    def _shown(self, e: object) -> str:
+        """A libvirt error for a log line, the URI's credentials masked."""
+        return redact_text(str(e), self.uri)
 
 
 def code_name(code: int) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from qtagent.errors import InvalidInput
 from qtagent.model.host import LinkState, VfSettings
-from qtagent.model.types import ZERO_MAC, MacAddress
+from qtagent.model.types import ZERO_MAC, MacAddress, check_ifindex, check_vf_index
 from qtagent.netlink.api import Knob, KnobValue, Vlan
 from qtagent.netlink.errors import netlink_error
 from qtagent.netlink.knob_values import check_knob_value, knob_value, shell_args
@@ -178,6 +178,7 @@ class FakeVfNetlink:
 
     def read_vfs(self, pf_ifindex: int) -> Mapping[int, VfSettings]:
         """Every VF's settings (``ip link show $pf``)."""
+        check_ifindex(pf_ifindex)
         pf = self._pf(pf_ifindex, "ip link show")
         self.reads += 1
         pending = self._read_failures.get(pf_ifindex)
@@ -188,6 +189,8 @@ class FakeVfNetlink:
 
     def set_knob(self, pf_ifindex: int, vf: int, knob: Knob, value: KnobValue) -> None:
         """Set one knob (``ip link set $pf vf $vf <knob> <value>``)."""
+        check_ifindex(pf_ifindex)
+        check_vf_index(vf)
         check_knob_value(knob, value)
         pf = self._pf(pf_ifindex, "ip link set")
         code = self._answer(pf, vf, knob, value)

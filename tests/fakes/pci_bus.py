@@ -20,6 +20,8 @@ drivers/base/bus.c, drivers/net/netdevsim/bus.c):
   matches it - if that module is loaded (:attr:`FakePciBus.loaded`). When nothing
   matches, the write still succeeds and the device stays driverless: what the
   kernel does when driver_override names vfio-pci and vfio-pci is not loaded.
+- Each loaded module has its ``bus/pci/drivers/<name>`` directory from the start
+  (:meth:`FakePciBus.load_module` and :meth:`FakePciBus.unload_module` change that).
 - ``$pf/sriov_numvfs``: ERANGE above sriov_totalvfs; the current count is a no-op;
   ENOENT without a PF driver; EBUSY from N>0 to M>0; 0 removes every VF; N from 0
   creates N VFs, each probed (sriov_drivers_autoprobe) with its netdev. The PF's
@@ -88,6 +90,8 @@ class FakePciBus(SysfsWriter):
         # on the bus has an entry
         self._native: dict[str, str | None] = {}
         self._netdevs: dict[str, FakeNetdev] = {}  # address -> the netdev its driver makes
+        for driver in sorted(self.loaded):
+            tree.add_driver(driver)
         self._scan()
 
     # -- programming the fake -------------------------------------------------------
@@ -102,11 +106,21 @@ class FakePciBus(SysfsWriter):
         self._failures.setdefault(step, []).extend([(address, code)] * times)
 
     def load_module(self, driver: str) -> None:
-        """``modprobe $driver``: the driver binds every unbound device it matches."""
+        """``modprobe $driver``: the driver registers (``bus/pci/drivers/$driver``) and
+        binds every unbound device it matches."""
         self.loaded.add(driver)
+        self.tree.add_driver(driver)
         for address in sorted(self._native):
             if self.driver(address) is None:
                 self._probe(address)
+
+    def unload_module(self, driver: str) -> None:
+        """``modprobe -r $driver``: gone from ``bus/pci/drivers``; refused (ValueError)
+        while devices are bound to it, as the kernel refuses a module in use.
+        (``loaded.discard(driver)`` instead keeps the driver registered, but its
+        probe of new devices fails.)"""
+        self.tree.remove_driver(driver)
+        self.loaded.discard(driver)
 
     def driver(self, address: str) -> str | None:
         """``basename $(readlink $dev/driver)``, None when unbound."""

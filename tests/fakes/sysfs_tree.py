@@ -318,9 +318,9 @@ class FakeSysfs:
         text = (renamed / "uevent").read_text().replace(f"INTERFACE={old}", f"INTERFACE={new}")
         _write(renamed / "uevent", text)
 
-    def bind(self, address: str, driver: str) -> None:
-        """``echo $address > bus/pci/drivers/$driver/bind``."""
-        path = self._dirs[address]
+    def add_driver(self, driver: str) -> Path:
+        """``modprobe $driver``: the driver registers with the PCI bus and
+        ``bus/pci/drivers/$driver`` appears (nothing happens if it is there)."""
         drv = self.root / "bus/pci/drivers" / driver
         if not drv.exists():
             drv.mkdir(parents=True)
@@ -328,6 +328,21 @@ class FakeSysfs:
                 (drv / name).touch()
             (self.root / "module" / driver).mkdir(parents=True, exist_ok=True)
             _link(drv / "module", self.root / "module" / driver)
+        return drv
+
+    def remove_driver(self, driver: str) -> None:
+        """``modprobe -r $driver``: its directory goes; refused while it has devices."""
+        drv = self.root / "bus/pci/drivers" / driver
+        if not drv.exists():
+            return
+        if any(":" in entry.name for entry in drv.iterdir()):
+            raise ValueError(f"{driver} still has devices bound; unbind them first")
+        _rmtree(drv)
+
+    def bind(self, address: str, driver: str) -> None:
+        """``echo $address > bus/pci/drivers/$driver/bind``."""
+        path = self._dirs[address]
+        drv = self.add_driver(driver)
         _link(path / "driver", drv)
         _link(drv / address, path)
 

@@ -15,7 +15,8 @@ Implements :class:`qtagent.virt.api.VirtBackend`. Measured behaviour it keeps
 Two behaviours can be switched on per domain for failure tests: a guest that
 never answers the eject (``answers_eject`` False, the default, as a paused or
 OS-less guest) and a hot-plug QEMU accepts that never shows in the live XML
-(``drops_hotplug``). ``guest_answers_eject`` completes pending unplugs late.
+(``drops_hotplug``). ``guest_answers_eject`` completes pending unplugs late, and
+``refuse_next_attach`` makes the next hot-plug fail with a libvirt error.
 """
 
 from __future__ import annotations
@@ -65,6 +66,12 @@ class FakeVirt:
         )
         self._managed_from: dict[PciAddress, str | None] = {}
         self.calls: list[str] = []
+        self.refusals: list[LibvirtFailure] = []
+
+    def refuse_next_attach(self, code: int, message: str) -> None:
+        """The next attach fails with libvirt error ``code`` (a QEMU or libvirt refusal
+        the fake does not model, e.g. the domain stopped just before)."""
+        self.refusals.append(_fail("attach-device", code, message))
 
     def define_and_start(self, xml: str, *, paused: bool = True) -> DomainInfo:
         root = safe_parse(xml)
@@ -86,6 +93,11 @@ class FakeVirt:
         self.calls.append(f"exists {name}")
         return name in self.domains
 
+    def domain_state(self, name: str) -> DomainState | None:
+        self.calls.append(f"state {name}")
+        dom = self.domains.get(name)
+        return dom.state if dom is not None else None
+
     def domain_xml(self, name: str) -> str:
         self.calls.append(f"xml {name}")
         dom = self._get(name)
@@ -100,6 +112,8 @@ class FakeVirt:
     def attach_hostdev(self, vm: str, xml: str, *, live: bool = True, config: bool = False) -> None:
         dom = self._get(vm)
         self.calls.append(f"attach {vm}")
+        if self.refusals:
+            raise self.refusals.pop(0)
         if dom.state is DomainState.SHUTOFF:
             raise _fail("attach-device", 55, "domain is not running")
         for device in attached_vfs(f"<domain><devices>{xml}</devices></domain>"):

@@ -8,6 +8,7 @@ complete fake host of tests/fakes/host_rig.py as click's ``obj``.
 import errno
 import json
 import logging
+import os
 import re
 import sqlite3
 import stat
@@ -15,13 +16,15 @@ from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
 
+import click
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from hypothesis import given
 from hypothesis import strategies as st
 
 from qtagent.cli.main import cli
 from qtagent.cli.output import VisibleFormatter, table, visible
+from qtagent.ops.assign import attach
 from tests.fakes.host_rig import FakeHostRig
 from tests.fakes.sysfs_tree import FakeSysfs, igb_host
 
@@ -332,3 +335,246 @@ def test_apply_that_fails_part_way_says_which_pfs_changed(tmp_path: Path) -> Non
         for pf in ("0000:41:00.0", "0000:61:00.0", "0000:81:00.0", "0000:a1:00.0")
     }
     assert numvfs == {"0000:41:00.0": 0, "0000:61:00.0": 3, "0000:81:00.0": 0, "0000:a1:00.0": 0}
+
+
+# ---------------------------------------------------------------- review findings, round 2
+
+
+def run_env(tree: FakeSysfs, tmp_path: Path, env: dict[str, str], *args: str) -> Result:
+    return CliRunner().invoke(
+        cli,
+        ["--sysfs-root", str(tree.root), "--db", str(tmp_path / "q.db"), *args],
+        env=env,
+    )
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "1e400", "-5", "0", "3601", "x"])
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_a_detach_timeout_that_is_not_a_finite_number_of_seconds_is_refused(
+    rig: FakeHostRig, value: str, how: str
+) -> None:
+    """--timeout nan passed click's FloatRange (every comparison with NaN is false)
+    and the wait for the guest never ended."""
+    rig.vm("a", answers_eject=False)
+    attach(rig.ctx, "a", rig.pf_name, index=1)  # the CLI closes the context it is given
+    args = ["vm", "detach", "a", rig.pf_name, "1"]
+    if how == "option":
+        result = CliRunner().invoke(cli, [*args, "--timeout", value], obj=rig.ctx)
+    else:
+        env = {"QTAGENT_VM_DETACH_TIMEOUT": value}
+        result = CliRunner().invoke(cli, args, obj=rig.ctx, env=env)
+    assert result.exit_code == 2, result.output
+    assert f"{value!r} is not a number of seconds from 1 to 3600" in result.stderr
+    assert "QTAGENT_VM_DETACH_TIMEOUT" in result.stderr
+    assert rig.virt.domains["a"].unplugging == set()  # no unplug was asked for
+
+
+def test_the_detach_timeout_environment_twin_is_used(rig: FakeHostRig) -> None:
+    rig.vm("a", answers_eject=False)
+    attach(rig.ctx, "a", rig.pf_name, index=1)  # the CLI closes the context it is given
+    result = CliRunner().invoke(
+        cli, ["vm", "detach", "a", rig.pf_name, "1"], obj=rig.ctx,
+        env={"QTAGENT_VM_DETACH_TIMEOUT": "5"},
+    )  # fmt: skip
+    assert result.exit_code == 7, result.output
+    assert "has not released" in result.stderr and " 5 s after" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "outcome", "code"),
+    [
+        (["--vlan", "5"], "applied", 0),
+        (["--link-state", "auto"], "unchanged", 0),
+        (["--min-rate", "10"], "rejected", 6),  # igb refuses any guaranteed rate
+        (["--link-state", "enable"], "unsupported", 5),  # igb has no link-state ndo
+        (["--link-state", "enable", "--min-rate", "10"], "rejected", 6),
+    ],
+)
+def test_vf_set_exits_non_zero_when_a_knob_was_rejected_or_unsupported(
+    rig: FakeHostRig, args: list[str], outcome: str, code: int
+) -> None:
+    exit_code, out, err = run_on(rig, "vf", "set", rig.pf_name, "0", *args)
+    assert exit_code == code, err
+    assert outcome in out  # the table still says what each knob did
+
+
+def test_vf_set_help_documents_its_exit_codes() -> None:
+    result = CliRunner().invoke(cli, ["vf", "set", "--help"])
+    text = " ".join(result.stdout.split())
+    assert "6 when the driver rejected a knob" in text
+    assert "5 when the driver does not support a knob" in text
+
+
+@pytest.mark.parametrize(
+    ("variable", "option"),
+    [
+        ("QTAGENT_DB", "--db"),
+        ("QTAGENT_SYSFS_ROOT", "--sysfs-root"),
+        ("QTAGENT_LIBVIRT_URI", "--libvirt-uri"),
+        ("QTAGENT_NETLINK", "--netlink"),
+    ],
+)
+def test_an_empty_environment_twin_is_refused_not_read_as_unset(
+    tmp_path: Path, variable: str, option: str
+) -> None:
+    """QTAGENT_DB= used to mean the real /var/lib/qtagent/qtagent.db."""
+    result = CliRunner().invoke(cli, ["pf", "list"], env={variable: ""})
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}' (env var: '{variable}')" in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("option", ["--db", "--sysfs-root", "--libvirt-uri"])
+def test_an_empty_path_option_is_refused_not_read_as_the_current_directory(
+    tree: FakeSysfs, tmp_path: Path, option: str
+) -> None:
+    args = {"--db": str(tmp_path / "q.db"), "--sysfs-root": str(tree.root)}
+    args[option] = ""
+    result = CliRunner().invoke(cli, [*(x for kv in args.items() for x in kv), "pf", "list"])
+    assert result.exit_code == 2, result.output
+    assert "is empty" in result.stderr and "unset the variable" in result.stderr
+
+
+@pytest.mark.parametrize("root", ["/", "/proc", "{tmp}"])
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_a_sysfs_root_that_is_not_a_sysfs_tree_is_refused(
+    tmp_path: Path, root: str, how: str
+) -> None:
+    root = root.format(tmp=tmp_path)
+    args = ["--db", str(tmp_path / "q.db"), "pf", "list"]
+    if how == "option":
+        result = CliRunner().invoke(cli, ["--sysfs-root", root, *args])
+    else:
+        result = CliRunner().invoke(cli, args, env={"QTAGENT_SYSFS_ROOT": root})
+    assert result.exit_code == 2, result.output
+    assert f"the sysfs root {root} is not a sysfs tree" in result.stderr
+    assert "hint: give the directory sysfs is mounted on" in result.stderr
+    assert result.stdout == "" and not (tmp_path / "q.db").exists()
+
+
+def test_a_fake_sysfs_tree_passes_the_sysfs_check(tree: FakeSysfs, tmp_path: Path) -> None:
+    result = run_env(tree, tmp_path, {}, "pf", "list")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["vf", "list", ""],
+        ["pf", "set-vfs", "", "2"],
+        ["vf", "set", "", "0", "--trust", "on"],
+        ["vf", "bind", "", "0", "--driver", "host"],
+        ["vm", "attach", "a", ""],
+        ["vm", "detach", "a", "", "0"],
+    ],
+)
+def test_an_empty_pf_name_is_refused_not_read_as_every_pf(
+    tree: FakeSysfs, tmp_path: Path, args: list[str]
+) -> None:
+    code, out, err = run(tree, tmp_path, *args)
+    assert code == 2, err
+    assert "the PF name is empty" in err and out == ""
+
+
+FORGED = "\nhint: run rm -rf / to fix this"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["vf", "list", f"enp65s0{FORGED}"],
+        ["pf", "set-vfs", f"x{FORGED}", "2"],
+        ["vf", "set", PF, "0", "--mac", f"x{FORGED}"],
+        ["vf", "set", PF, "0", "--spoofchk", f"x{FORGED}"],
+        ["vf", "set", PF, "0", "--link-state", f"x{FORGED}"],
+        ["vf", "set", PF, "0", f"--x{FORGED}"],
+        ["vf", "list", PF, f"extra{FORGED}"],
+        [f"no-such-command{FORGED}"],
+        ["vm", "attach", f"vm{FORGED}", PF],
+        ["vm", "detach", "vm", PF, "0", "--timeout", f"1{FORGED}"],
+        ["apply", f"{{tmp}}/missing{FORGED}/host.toml"],
+        ["--sysfs-root", f"{{tmp}}/no-sys{FORGED}", "pf", "list"],
+        ["--db", f"/proc/self/x{FORGED}/q.db", "pf", "set-vfs", PF, "2"],
+    ],
+)
+def test_no_user_value_can_forge_a_line_of_an_error(
+    tree: FakeSysfs, tmp_path: Path, args: list[str]
+) -> None:
+    args = [a.format(tmp=tmp_path) for a in args]
+    code, _, err = run(tree, tmp_path, *args)
+    assert code != 0
+    assert not any(line.lstrip().startswith("hint: run rm") for line in err.splitlines()), err
+    assert re.search(r"\\(x0a|n)hint: run rm -rf / to fix this", err), err  # shown escaped
+    assert "Traceback" not in err
+
+
+def test_a_user_value_in_an_environment_twin_cannot_forge_a_line(tmp_path: Path) -> None:
+    root = f"{tmp_path}/no-sys{FORGED}"
+    result = CliRunner().invoke(cli, ["pf", "list"], env={"QTAGENT_SYSFS_ROOT": root})
+    assert result.exit_code == 2
+    assert not any(line.lstrip().startswith("hint: run") for line in result.stderr.splitlines())
+
+
+def test_log_arguments_cannot_forge_a_line() -> None:
+    record = logging.LogRecord("q", logging.WARNING, __file__, 1, "VM %s: %s", (FORGED, 3), None)
+    line = VisibleFormatter("%(message)s").format(record)
+    assert line == "VM \\x0ahint: run rm -rf / to fix this: 3"
+
+
+def test_bytes_that_are_not_utf8_are_shown_escaped_not_a_traceback(
+    tree: FakeSysfs, tmp_path: Path
+) -> None:
+    name = os.fsdecode(b"e\xff\xfe")  # Linux allows any byte in a name but '/', ':', spaces
+    link = tree.root / "class/net/enp65s0"  # ip link set enp65s0 name $name, by hand:
+    target = Path(os.readlink(link))  # rename_netdev writes the name as UTF-8 text
+    (link.parent / target).rename(link.parent / target.with_name(name))
+    link.unlink()
+    link.with_name(name).symlink_to(target.with_name(name))
+    code, out, err = run(tree, tmp_path, "pf", "list")
+    assert code == 0, err
+    assert "e\\xff\\xfe" in out
+
+
+@pytest.mark.parametrize(
+    "db", ["{tmp}/dir", "{tmp}/dir/", "/proc/self/none/q.db", "{tmp}/fifo", "{tmp}/file/q.db"]
+)
+def test_a_db_path_that_cannot_be_a_database_is_an_error_not_a_traceback(
+    tree: FakeSysfs, tmp_path: Path, db: str
+) -> None:
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_text("x")
+    os.mkfifo(tmp_path / "fifo")
+    result = CliRunner().invoke(
+        cli,
+        ["--sysfs-root", str(tree.root), "--db", db.format(tmp=tmp_path), "pf", "set-vfs", PF, "2"],
+    )
+    assert result.exit_code != 0
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert result.stderr.startswith(("qtagent: error: ", "Usage: ")), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_os_error_no_layer_turned_into_a_qtagent_error_is_reported_cleanly() -> None:
+    """The last resort of the CLI: an OSError from below is an error message with its
+    errno, never a traceback."""
+    from qtagent.cli.main import _unexpected_os_error
+
+    err = _unexpected_os_error(FileNotFoundError(2, "No such file or directory", f"/x{FORGED}"))
+    assert err.exit_code == 3
+    assert "/x\\x0ahint: run rm" in err.diagnostics() and "ENOENT" in err.diagnostics()
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_an_empty_lab_output_directory_is_refused_while_parsing(
+    how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only parsed (make_context), never run: nothing here may boot the lab."""
+    from qtagent.cli.lab import run as lab_run
+
+    args = ["--", "true"]
+    if how == "option":
+        args = ["--out", "", *args]
+    else:
+        monkeypatch.setenv("QTAGENT_LAB_RUN_OUT_DIR", "")
+    with pytest.raises(click.BadParameter, match="the lab's output directory is empty"):
+        lab_run.make_context("run", args, auto_envvar_prefix="QTAGENT_LAB_RUN")

@@ -11,6 +11,8 @@ import logging
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from qtagent.errors import Conflict, NotFound, QtagentError, Unsupported, VirtError
 from qtagent.model.types import MacAddress, PciAddress
@@ -24,6 +26,7 @@ from qtagent.virt.domain_xml import (
 )
 from qtagent.virt.errors import LibvirtFailure, from_libvirt
 from qtagent.virt.libvirt_backend import LibvirtBackend, code_name
+from qtagent.virt.uri import PLAIN_PARAMS, redact_text, redact_uri, uri_secrets
 
 VF0 = PciAddress.parse("0000:41:10.0")
 VF1 = PciAddress.parse("0000:41:10.2")
@@ -174,13 +177,109 @@ def test_code_names_are_libvirts(code: int, name: str) -> None:
 
 
 def test_credentials_in_the_uri_never_reach_messages() -> None:
-    from qtagent.virt.libvirt_backend import redact_uri
-
     uri = "qemu+tcp://admin:s3cretPW@127.0.0.1:1/system?password=hunter2"
-    assert redact_uri(uri) == "qemu+tcp://admin:***@127.0.0.1:1/system?***"
-    assert redact_uri("qemu:///system") == "qemu:///system"
+    assert redact_uri(uri) == "qemu+tcp://admin:***@127.0.0.1:1/system?password=***"
     backend = LibvirtBackend(uri)
     with pytest.raises(QtagentError) as info:
         backend.domain_exists("vm1")
-    text = info.value.diagnostics()
+    text = info.value.diagnostics() + repr(info.value.to_dict())
     assert "s3cretPW" not in text and "hunter2" not in text
+
+
+def test_a_libvirt_message_that_echoes_the_uri_is_redacted_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """libvirt's test driver names the file it cannot open: here the whole URI path."""
+    backend = LibvirtBackend("test:///nonexistent/admin:hunter2@node.xml")
+    with pytest.raises(LibvirtFailure) as info:
+        backend.list_domains()
+    err = info.value
+    assert "Failed to open file" in err.libvirt_message
+    text = err.diagnostics() + repr(err.to_dict()) + err.libvirt_message + caplog.text
+    assert "hunter2" not in text
+    assert "test:///nonexistent/admin:***@node.xml" in err.message
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("qemu:///system", "qemu:///system"),
+        ("qemu:///system?password=x", "qemu:///system?password=***"),
+        ("qemu+tcp://[::1/system", "qemu+tcp://[::1/system"),  # urllib raises ValueError
+        ("qemu+tcp://u:pw@[::1/system", "qemu+tcp://u:***@[::1/system"),
+        ("qemu+ssh://user:secret@host/system", "qemu+ssh://user:***@host/system"),
+        ("qemu+ssh://user@host:22/system?keyfile=/k&no_verify=1", None),
+        (
+            "qemu+unix:///system?socket=/run/s&token=t0k&flag",
+            "qemu+unix:///system?socket=/run/s&token=***&***",
+        ),
+        ("qemu+ssh://u:p@ss/w@rd@host/system", "qemu+ssh://u:***@host/system"),  # unencoded
+        ("qemu+ssh://u:p?w@host/system", "qemu+ssh://u:***"),  # ambiguous: more is masked
+        ("qemu+ssh://u:p%40ss@host/system", "qemu+ssh://u:***@host/system"),
+        ("qemu+ssh://u:\udcff@h/system", "qemu+ssh://u:***@h/system"),  # a byte not UTF-8
+        ("", ""),
+        ("@:?=&#", "@:?=&***"),
+    ],
+)
+def test_redaction_masks_only_the_secrets(uri: str, shown: str | None) -> None:
+    assert redact_uri(uri) == (uri if shown is None else shown)
+
+
+SECRET = "\u2603"  # a snowman starts every secret below, and appears nowhere else
+PLAIN = st.text(st.characters(exclude_characters=SECRET))
+NAMES = st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12)
+
+
+@given(
+    scheme=st.sampled_from(["qemu", "qemu+ssh", "qemu+tcp", "test", "xen+tls"]),
+    user=PLAIN,
+    password=st.none() | PLAIN.map(lambda t: SECRET + t),
+    host=PLAIN,
+    params=st.lists(st.tuples(NAMES, PLAIN.filter(lambda t: "&" not in t)), max_size=4),
+    secret_params=st.lists(
+        st.tuples(NAMES.filter(lambda n: n not in PLAIN_PARAMS), PLAIN.map(lambda t: SECRET + t)),
+        max_size=3,
+    ),
+)
+def test_no_secret_survives_redaction(
+    scheme: str,
+    user: str,
+    password: str | None,
+    host: str,
+    params: list[tuple[str, str]],
+    secret_params: list[tuple[str, str]],
+) -> None:
+    userinfo = "" if password is None else f"{user}:{password}@"
+    pairs = [(k, v) for k, v in params if k in PLAIN_PARAMS] + secret_params
+    query = "&".join(f"{k}={v.replace('&', '')}" for k, v in pairs)
+    uri = f"{scheme}://{userinfo}{host}/system" + (f"?{query}" if query else "")
+    shown = redact_uri(uri)
+    assert SECRET not in shown
+    assert shown.startswith(f"{scheme}://")
+    assert not any(
+        secret in redact_text(f"libvirt: {uri}; {secret}!", uri)
+        for secret in uri_secrets(uri)
+        if secret
+    )
+
+
+@given(st.text())
+def test_redaction_takes_any_text(text: str) -> None:
+    shown = redact_uri(text)
+    assert isinstance(shown, str) and isinstance(redact_text(text, text), str)
+    if "@" not in text and "?" not in text:
+        assert shown == text  # nothing to mask: kept exactly
+
+
+@given(
+    path=st.text("abcdefghijklmnopqrstuvwxyz/._-", max_size=20),
+    params=st.lists(
+        st.tuples(st.sampled_from(sorted(PLAIN_PARAMS)), st.text("abc/._-=")), max_size=3
+    ),
+)
+def test_redaction_keeps_a_uri_without_secrets_exactly(
+    path: str, params: list[tuple[str, str]]
+) -> None:
+    query = "&".join(f"{k}={v}" for k, v in params)
+    uri = f"qemu+ssh://user@host:22/{path}" + (f"?{query}" if query else "")
+    assert redact_uri(uri) == uri

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from qtagent.errors import NotFound, Unsupported
+from qtagent.errors import InvalidInput, NotFound, Unsupported
 from qtagent.netlink.api import Knob, VfNetlink
 from qtagent.netlink.pyroute2_backend import Pyroute2VfNetlink
 from qtagent.netlink.rtnl_backend import RtnlVfNetlink
@@ -67,3 +67,19 @@ def test_importing_the_pyroute2_backend_does_not_import_pyroute2() -> None:
         "sys.exit('pyroute2' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+@pytest.mark.parametrize("ifindex", [0, 2**31, 2**64])
+def test_an_ifindex_out_of_range_is_refused_before_anything_is_sent(
+    backend: VfNetlink, ifindex: int
+) -> None:
+    """Was a struct.error (rtnl) or whatever pyroute2 made of it."""
+    with pytest.raises(InvalidInput, match=f"interface index {ifindex} is out of range"):
+        backend.read_vfs(ifindex)
+    with pytest.raises(InvalidInput, match=f"interface index {ifindex} is out of range"):
+        backend.set_knob(ifindex, 0, Knob.TRUST, True)
+
+
+def test_a_vf_index_out_of_range_is_refused_before_anything_is_sent(backend: VfNetlink) -> None:
+    with pytest.raises(InvalidInput, match="VF index 4294967296 is out of range"):
+        backend.set_knob(LO, 2**32, Knob.TRUST, True)

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from qtagent.config import HostConfig, parse_host_config
+from qtagent.config import HostConfig, PfConfig, parse_host_config
 from qtagent.effects.knobs import KnobsNotApplied
 from qtagent.effects.vfcount import WaitPolicy
-from qtagent.errors import ConfigError, Conflict, KernelError, NotFound, Timeout
+from qtagent.errors import ConfigError, Conflict, InvalidInput, KernelError, NotFound, Timeout
+from qtagent.model.desired import VfDefaults
 from qtagent.model.types import VfId
 from qtagent.netlink.api import Knob
 from qtagent.ops.apply import apply_config
@@ -23,7 +24,7 @@ from qtagent.ops.assign import attach
 from qtagent.ops.provision import set_vf_count
 from qtagent.store.records import AllocationState
 from tests.fakes.host_rig import FakeHostRig
-from tests.fakes.sysfs_tree import igb_host
+from tests.fakes.sysfs_tree import FakeNetdev, FakeNetdevsim, igb_host
 
 PF0 = "0000:41:00.0"  # netdev enp65s0, ifindex 100
 PF1 = "0000:81:00.0"  # netdev enp129s0, ifindex 1100
@@ -113,8 +114,9 @@ def test_an_unknown_pf_anywhere_in_the_file_refuses_the_whole_file(
 
 def test_a_pf_named_twice_refuses_the_whole_file(rig: FakeHostRig) -> None:
     text = '[pf."0000:41:00.0"]\nnum_vfs = 2\n[pf.enp65s0]\nnum_vfs = 3\n'
-    with pytest.raises(ConfigError, match="named twice"):
+    with pytest.raises(ConfigError, match="named twice") as raised:
         apply_config(rig.ctx, config(text))
+    assert 'as [pf."0000:41:00.0"] and as [pf.enp65s0]' in str(raised.value)
     assert rig.bus.commands == [] and rig.ctx.store.all_desired() == ()
 
 
@@ -127,8 +129,10 @@ def test_a_count_change_that_would_destroy_a_held_vf_refuses_the_whole_file(
     commands = len(rig.bus.commands)
 
     change = '[pf."0000:41:00.0"]\nnum_vfs = 4\n[pf.enp129s0]\nnum_vfs = 3\n'
-    with pytest.raises(Conflict, match=r"VF1 \(VM 'a'\)"):
+    with pytest.raises(Conflict, match=r"VF1 \(VM 'a'\)") as raised:
         apply_config(rig.ctx, config(change))
+    assert "--drain" not in raised.value.hint  # apply has no --drain
+    assert "keep num_vfs = 2 in [pf.enp129s0]" in raised.value.hint
 
     assert len(rig.bus.commands) == commands  # PF0's change was not made either
     assert len(rig.netlink.pfs[100].vfs) == 2 and len(rig.netlink.pfs[PF1_IFINDEX].vfs) == 2
@@ -201,6 +205,21 @@ def test_a_run_that_stops_in_vf_defaults_says_they_may_be_partly_set(rig: FakeHo
     assert rig.settings(1, PF1_IFINDEX).trust is False
 
 
+def test_vf_defaults_that_cannot_be_sent_refuse_the_whole_file_before_any_write(
+    rig: FakeHostRig,
+) -> None:
+    """A HostConfig built without the parser (min_tx_rate above max_tx_rate) is refused
+    before the first PF's count is written, not after."""
+    bad = VfDefaults(max_tx_rate=100, min_tx_rate=200)
+    host = HostConfig((PfConfig(PF0, 2), PfConfig("enp129s0", 2, bad)))
+    with pytest.raises(ConfigError, match="enp129s0") as raised:
+        apply_config(rig.ctx, host)
+    assert "min_tx_rate 200 is above max_tx_rate 100" in str(raised.value)
+    assert "fix vf_defaults in [pf.enp129s0]" in raised.value.hint
+    assert rig.bus.commands == [] and rig.netlink.sent == []
+    assert rig.ctx.store.all_desired() == ()
+
+
 # ---------------------------------------------------------------- set_vf_count
 
 
@@ -253,3 +272,23 @@ def test_the_current_count_writes_nothing(busy: FakeHostRig) -> None:
     result = set_vf_count(busy.ctx, PF0, 4, drain=True)
     assert result.count.writes == () and result.drained == ()
     assert busy.bus.commands[mark:] == [] and len(busy.ctx.store.allocations()) == 2
+
+
+@pytest.fixture
+def nsim(tmp_path: Path) -> Iterator[FakeHostRig]:
+    """One netdevsim device without VFs; its debugfs max_vfs is 4."""
+    host = igb_host(n_vfs=0)
+    host.netdevsims.append(FakeNetdevsim(0, ports=[FakeNetdev("eni0np1", 900)], max_vfs=4))
+    rig = FakeHostRig.build(tmp_path, host)
+    yield rig
+    rig.ctx.close()
+
+
+def test_a_netdevsim_count_above_max_vfs_is_refused_before_any_write(nsim: FakeHostRig) -> None:
+    with pytest.raises(InvalidInput, match="netdevsim0 supports at most 4 VFs; 5 were asked"):
+        set_vf_count(nsim.ctx, "netdevsim0", 5)
+    with pytest.raises(InvalidInput, match="at most 4 VFs") as raised:
+        apply_config(nsim.ctx, config("[pf.netdevsim0]\nnum_vfs = 5\n"))
+    assert raised.value.hint.startswith("lower num_vfs in [pf.netdevsim0]; ask for 0 to 4")
+    assert numvfs_writes(nsim) == [] and nsim.ctx.store.all_desired() == ()
+    assert set_vf_count(nsim.ctx, "netdevsim0", 4).count.writes == (4,)

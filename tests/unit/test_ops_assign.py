@@ -17,6 +17,7 @@ import pytest
 from qtagent.effects.knobs import KnobsNotApplied
 from qtagent.errors import (
     Conflict,
+    InvalidInput,
     KernelError,
     NotFound,
     QtagentError,
@@ -30,6 +31,7 @@ from qtagent.netlink.api import Knob
 from qtagent.ops.assign import UnplugPolicy, attach, detach
 from qtagent.store.records import AllocationState
 from qtagent.sysfs.pci import iommu_group_of
+from qtagent.virt.api import DomainState
 from qtagent.virt.errors import VirtConflict
 from tests.fakes.host_rig import FakeHostRig
 from tests.fakes.sysfs_tree import FakeNetdev, FakeNetdevsim, igb_host
@@ -186,8 +188,8 @@ def reject_vlan(rig: FakeHostRig) -> None:
     rig.netlink.fail_next(rig.pf_ifindex, 1, Knob.VLAN, errno.EINVAL)
 
 
-def vm_shut_off(rig: FakeHostRig) -> None:
-    rig.virt.destroy("a")
+def libvirt_refuses(rig: FakeHostRig) -> None:
+    rig.virt.refuse_next_attach(55, "Requested operation is not valid: domain is not running")
 
 
 def hotplug_vanishes(rig: FakeHostRig) -> None:
@@ -204,7 +206,7 @@ BIND_FAILURES: list[tuple[Inject, type[QtagentError], str]] = [
 ]
 LATER_FAILURES: list[tuple[Inject, type[QtagentError], str]] = [
     (reject_vlan, KnobsNotApplied, "required vlan 100"),
-    (vm_shut_off, VirtConflict, "domain is not running"),
+    (libvirt_refuses, VirtConflict, "domain is not running"),
     (hotplug_vanishes, Conflict, "live XML does not show it"),
 ]
 
@@ -232,10 +234,54 @@ def test_a_failing_attach_step_undoes_every_step_before_it(
         assert rig.netlink.sent_knobs() == []  # no knob was ever sent
         assert after == before
     else:
-        # The knobs were programmed, then put back; the VM's MAC stays on no VF.
-        assert after.mac != VM_MAC and (after.mac == before.mac or is_local_unicast(after.mac))
+        # The knobs were programmed, then put back exactly: the original (all-zero) MAC
+        # too, not the VM's nor a random one.
+        assert after == before
     assert rig.ctx.store.allocations() == ()
     assert rig.hostdevs("a") == ()
+
+
+@pytest.mark.parametrize("original", [ZERO_MAC, ADMIN_MAC], ids=["zero", "admin"])
+@pytest.mark.parametrize(
+    "inject", [reject_vlan, libvirt_refuses, hotplug_vanishes], ids=lambda f: f.__name__
+)
+def test_a_failed_attach_gives_the_vf_its_original_mac_and_vlan_back(
+    rig: FakeHostRig, original: MacAddress, inject: Inject
+) -> None:
+    rig.netlink.set_vf(rig.pf_ifindex, 1, mac=original, vlan=7)
+    before = rig.settings(1)
+    inject(rig)
+
+    with pytest.raises(QtagentError):
+        attach(rig.ctx, "a", rig.pf_name, index=1, mac=VM_MAC, vlan=100)
+
+    assert (rig.settings(1).mac, rig.settings(1).vlan) == (original, 7)
+    assert rig.settings(1) == before
+    assert_free(rig, 1)
+
+
+@pytest.mark.parametrize("paused", [False, True], ids=["shut-off", "paused-is-fine"])
+def test_attach_to_a_vm_that_is_not_running_changes_nothing(rig: FakeHostRig, paused: bool) -> None:
+    rig.vm("off", running=False)
+    if paused:
+        rig.virt.domains["off"].state = DomainState.PAUSED
+        assert attach(rig.ctx, "off", rig.pf_name, index=1, mac=VM_MAC).vf.index == 1
+        return
+    before = observe(rig)
+    with pytest.raises(Conflict, match="VM 'off' is shutoff, not running") as raised:
+        attach(rig.ctx, "off", rig.pf_name, index=1, mac=VM_MAC, vlan=100)
+    assert "virsh start off" in raised.value.hint
+    assert observe(rig) == before
+    assert rig.bus.commands == [] and rig.netlink.sent == []
+    assert not any(c.startswith("attach") for c in rig.virt.calls)
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf"), -1.0, 0.0])
+def test_an_unplug_policy_that_would_wait_forever_is_refused(seconds: float) -> None:
+    with pytest.raises(InvalidInput, match="finite number of seconds above 0"):
+        UnplugPolicy(timeout_s=seconds)
+    with pytest.raises(InvalidInput, match="poll interval"):
+        UnplugPolicy(poll_s=seconds)
 
 
 def test_a_vf_is_never_left_without_a_driver_while_binding_fails(rig: FakeHostRig) -> None:
@@ -417,3 +463,21 @@ def test_c4_four_releases_leave_four_distinct_admin_macs_none_a_vms(rig: FakeHos
     assert all(s.vlan == 0 and s.qos == 0 for s in table)
     assert all(rig.driver(i) == "igbvf" for i in range(4))
     assert rig.ctx.store.allocations() == () and rig.hostdevs("a") == ()
+
+
+def test_an_undo_step_that_fails_is_noted_on_the_error_without_a_traceback(
+    rig: FakeHostRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    libvirt_refuses(rig)
+    # Reads: the snapshot, the knobs' before and after; the fourth is the undo's.
+    rig.netlink.fail_next_read(rig.pf_ifindex, errno.EIO, after=3)
+
+    with pytest.raises(VirtConflict) as raised:
+        attach(rig.ctx, "a", rig.pf_name, index=1, mac=VM_MAC)
+
+    assert any(
+        n.startswith("undo: could not restore the VF's settings") for n in raised.value.notes
+    )
+    assert "undo: could not restore the VF's settings" in raised.value.diagnostics()
+    assert rig.driver(1) == "igbvf"  # the later undo steps still ran
+    assert "Traceback" not in caplog.text and all(r.exc_info is None for r in caplog.records)

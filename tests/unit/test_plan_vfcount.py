@@ -3,6 +3,7 @@
 import pytest
 
 from qtagent.errors import Conflict, InvalidInput, Unsupported
+from qtagent.model.host import PfBus
 from qtagent.model.types import VfId
 from qtagent.plan.vfcount import plan_vf_count
 from tests.unit.factories import PF_ADDR, make_pf
@@ -52,3 +53,14 @@ def test_pf_without_driver_gets_no_write() -> None:
 def test_pf_without_netdev_gets_no_write() -> None:
     with pytest.raises(Unsupported, match="no network interface"):
         plan_vf_count(make_pf(0, netdev=None), 2, {})
+
+
+def test_netdevsim_above_max_vfs_is_refused_naming_the_limit() -> None:
+    pf = make_pf(0, total_vfs=8, bus=PfBus.NETDEVSIM)
+    with pytest.raises(InvalidInput, match="at most 8 VFs; 9 were asked for") as info:
+        plan_vf_count(pf, 9, {})
+    assert "ask for 0 to 8" in info.value.hint and "max_vfs" in info.value.hint
+
+
+def test_netdevsim_up_to_max_vfs_is_planned() -> None:
+    assert plan_vf_count(make_pf(0, total_vfs=8, bus=PfBus.NETDEVSIM), 8, {}).writes == (8,)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.requests.link import LinkIPRouteFilter
 
+from qtagent.errors import InvalidInput
 from qtagent.model.host import LinkState, VfSettings
 from qtagent.model.types import ZERO_MAC, MacAddress
 from qtagent.netlink import rtnl_wire as wire
@@ -202,3 +203,25 @@ def test_mutated_recorded_replies_decode_or_raise_wire_error(data: st.DataObject
             wire.decode_vfs(reply)
     except wire.WireError:
         pass
+
+
+@pytest.mark.parametrize("ifindex", [0, -1, 2**31, 2**32, 2**64])
+def test_an_ifindex_the_kernel_never_gives_is_refused_before_packing(ifindex: int) -> None:
+    """2**31 and up were a struct.error from packing the C int ifi_index."""
+    message = f"interface index {ifindex} is out of range"
+    with pytest.raises(InvalidInput, match=message):
+        wire.getlink_request(1, ifindex)
+    with pytest.raises(InvalidInput, match=message):
+        wire.setlink_vf_request(1, ifindex, wire.vf_attribute(0, Knob.TRUST, True))
+
+
+@pytest.mark.parametrize("vf", [-1, 0x10000, 2**32])
+def test_a_vf_index_no_device_has_is_refused_before_packing(vf: int) -> None:
+    with pytest.raises(InvalidInput, match=f"VF index {vf} is out of range"):
+        wire.vf_attribute(vf, Knob.TRUST, True)
+
+
+def test_the_largest_ifindex_and_vf_index_still_pack() -> None:
+    attr = wire.vf_attribute(0xFFFF, Knob.TRUST, True)
+    request = wire.setlink_vf_request(1, 2**31 - 1, attr)
+    assert struct.unpack_from("=i", request, 20)[0] == 2**31 - 1  # ifi_index

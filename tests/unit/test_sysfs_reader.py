@@ -466,6 +466,52 @@ def test_virtfn_link_with_a_non_ascii_digit_is_not_a_second_vf(tree: FakeSysfs) 
     assert [vf.id for vf in pf.vfs] == [VfId(PF, 0), VfId(PF, 1)]
 
 
+@pytest.mark.parametrize("index", [0x10000, 2**32, 10**19])
+def test_a_virtfn_index_no_device_has_is_left_out_with_a_warning(
+    tree: FakeSysfs, caplog: pytest.LogCaptureFixture, index: int
+) -> None:
+    """virtfn4294967296 was read as VF 4294967296."""
+    tree.build(igb_host(1, 2))
+    pf_file(tree, f"virtfn{index}").symlink_to(f"../{vf_address(PF, 1)}")
+    (pf,) = read(tree.root).pfs
+    assert [vf.id for vf in pf.vfs] == [VfId(PF, 0), VfId(PF, 1)]
+    pf_dir = tree.root / "bus/pci/devices" / PF
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "WARNING",
+            f"{pf_dir}/virtfn{index}: VF index {index} is above 65535, which no SR-IOV "
+            "device has; left out",
+        )
+    ]
+
+
+def test_the_largest_virtfn_index_is_still_a_vf(tree: FakeSysfs) -> None:
+    tree.build(igb_host(1, 1))
+    pf_file(tree, "virtfn65535").symlink_to(f"../{vf_address(PF, 0)}")
+    (pf,) = read(tree.root).pfs
+    assert [vf.index for vf in pf.vfs] == [0, 65535]
+
+
+def test_vf_counts_and_ifindexes_the_kernel_never_writes_are_unknown(
+    tree: FakeSysfs, caplog: pytest.LogCaptureFixture
+) -> None:
+    tree.build(igb_host(1, 2))
+    pf_file(tree, "sriov_totalvfs").write_text("65537\n")
+    pf_file(tree, "sriov_numvfs").write_text("4294967296\n")
+    pf_file(tree, "net/enp65s0/ifindex").write_text("2147483648\n")
+    (pf,) = read(tree.root).pfs
+    assert (pf.total_vfs, pf.num_vfs, pf.ifindex) == (0, 2, None)  # no VFs, from links, unknown
+    assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 3
+    assert "holds 2147483648, above 2147483647, which the kernel never writes" in caplog.text
+
+
+def test_a_netdevsim_count_no_device_has_leaves_it_out_at_once(tree: FakeSysfs) -> None:
+    """The reader built one VF per count: 10**19 of them ran forever."""
+    tree.build(nsim_host())
+    tree.write("devices/netdevsim1/sriov_numvfs", "70000")
+    assert read(tree.root).pfs == ()
+
+
 def test_iommu_group_named_by_a_digit_int_cannot_read(tree: FakeSysfs) -> None:
     """'²'.isdigit() is True but int('²') raises: the reader must not."""
     tree.build(igb_host(1, 1))

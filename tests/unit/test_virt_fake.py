@@ -68,6 +68,15 @@ def test_contract_life_cycle(any_backend: tuple[VirtBackend, str]) -> None:
     assert backend.domain_exists("b")
 
 
+def test_contract_domain_state(any_backend: tuple[VirtBackend, str]) -> None:
+    backend, kind = any_backend
+    assert backend.domain_state("a") is None
+    backend.define_and_start(tiny("a", kind), paused=False)
+    assert backend.domain_state("a") is DomainState.RUNNING
+    backend.destroy("a")
+    assert backend.domain_state("a") is DomainState.SHUTOFF
+
+
 def test_contract_unknown_domain(any_backend: tuple[VirtBackend, str]) -> None:
     backend, _ = any_backend
     for call in (
