@@ -65,7 +65,8 @@ apt_install -t bookworm-backports qemu-system-x86 qemu-utils libvirt-daemon libv
 qemu_major=$(qemu-system-x86_64 --version | sed -n 's/^QEMU emulator version \([0-9]*\).*/\1/p')
 [ "${qemu_major:-0}" -ge 10 ] || die "QEMU $qemu_major is too old: the igb device needs QEMU >= 8" \
     "apt-get install -t bookworm-backports qemu-system-x86"
-apt_install kmod iproute2 pciutils pci.ids make gcc pkg-config xz-utils bc
+# busybox-static: virtme-ng builds its guest initramfs around it (the lab kernel has 9p as modules)
+apt_install kmod iproute2 pciutils pci.ids make gcc pkg-config xz-utils bc busybox-static
 
 step "Lab kernel (signed Debian 6.12 with matching headers and source)"
 mkdir -p "$cache"
