@@ -16,7 +16,7 @@ import pytest
 
 from qtagent.config import parse_host_config
 from qtagent.effects.binding import PciBinder
-from qtagent.errors import Conflict, InvalidInput, NotFound, Timeout, Unsupported
+from qtagent.errors import Conflict, InvalidInput, KernelError, NotFound, Unsupported
 from qtagent.model.types import VfId
 from qtagent.ops.apply import apply_config
 from qtagent.ops.context import HostContext, HostPaths
@@ -95,7 +95,10 @@ def test_c3_vfs_without_a_driver_are_partial_and_unconfigured_until_they_get_one
     """With driver autoprobe off the VFs exist but never get igbvf or a netdev: the
     count is written, the VFs are reported missing after the wait bound, no knob is
     sent to them and the desired count is not marked applied. Once they are probed,
-    applying the same config again writes no count and configures them."""
+    applying the same config again writes no count and configures them.
+
+    The kernel probes a VF of a PF with autoprobe off only through driver_override
+    (pci_device_can_probe), so autoprobe goes back on before the VFs are probed."""
     pf_dir = SYS / "bus/pci/devices" / pf
     config = parse_host_config(
         f'[pf."{pf}"]\nnum_vfs = 2\nvf_defaults = {{ trust = true }}\n'.encode()
@@ -111,6 +114,7 @@ def test_c3_vfs_without_a_driver_are_partial_and_unconfigured_until_they_get_one
         desired = ctx.store.desired(pf)
         assert desired is not None and desired.applied_at is None
 
+        write(pf_dir / "sriov_drivers_autoprobe", "1")
         for link in sorted(pf_dir.glob("virtfn*")):
             write(SYS / "bus/pci/drivers_probe", link.resolve().name)
         wait_for("igbvf netdevs", lambda: all(vf.netdev for vf in ctx.pf(pf, settings=False).vfs))
@@ -173,10 +177,14 @@ def test_c1_netdevsim_count_and_enomem_above_max_vfs(ctx: HostContext) -> None:
     result = set_vf_count(ctx, "netdevsim1", 16)
     assert result.count.ready == tuple(range(16))
     total = ctx.pf("netdevsim1", settings=False).total_vfs
-    from qtagent.errors import KernelError
-
-    with pytest.raises(KernelError) as info:
+    # qtagent refuses above max_vfs before any write, naming the limit...
+    with pytest.raises(InvalidInput, match=f"at most {total} VFs"):
         set_vf_count(ctx, "netdevsim1", total + 1)
+    assert ctx.pf("netdevsim1", settings=False).num_vfs == 16
+    # ...which is the kernel's: netdevsim answers such a write with ENOMEM.
+    ctx.writer.write_num_vfs("netdevsim1", 0)
+    with pytest.raises(KernelError) as info:
+        ctx.writer.write_num_vfs("netdevsim1", total + 1)
     assert info.value.errno_name == "ENOMEM"
     set_vf_count(ctx, "netdevsim1", 0)
 
@@ -199,19 +207,37 @@ def test_c9_bind_to_vfio_and_back(ctx: HostContext, pf: str) -> None:
     assert override in ("", "(null)")
 
 
-def test_c9_failed_bind_rolls_back_to_the_original_driver(ctx: HostContext, pf: str) -> None:
-    """With vfio-pci unloaded, drivers_probe leaves the VF driverless: qtagent must
-    roll back to igbvf rather than leave it without a driver."""
+def test_c9_bind_without_vfio_pci_is_refused_before_any_unbind(ctx: HostContext, pf: str) -> None:
+    """With vfio-pci unloaded, drivers_probe would leave the VF driverless: qtagent
+    refuses before touching it."""
     set_vf_count(ctx, pf, 1)
     vf = ctx.pf(pf, settings=False).vf(0)
     subprocess.run(["modprobe", "-r", "vfio-pci"], check=True)
     try:
-        binder = PciBinder(ctx.writer, confirm_timeout_s=2.0)
-        with pytest.raises(Timeout, match="not vfio-pci"):
-            binder.to_vfio(vf, remember=lambda _d: None)
-        assert ctx.pf(pf, settings=False).vf(0).driver == "igbvf"
+        with pytest.raises(Unsupported, match="vfio-pci driver is not loaded"):
+            ctx.binder.to_vfio(vf, remember=lambda _d: None)
+        after = ctx.pf(pf, settings=False).vf(0)
+        assert after.driver == "igbvf" and after.netdev is not None
+        override = SYS / "bus/pci/devices" / str(vf.address) / "driver_override"
+        assert override.read_text().strip() in ("", "(null)")
     finally:
         subprocess.run(["modprobe", "vfio-pci"], check=True)
+
+
+def test_c9_failed_bind_rolls_back_to_the_original_driver(
+    ctx: HostContext, pf: str, tmp_path: Path
+) -> None:
+    """The VF really moves to vfio-pci, then the last check fails (its /dev/vfio node is
+    looked for where there is none): qtagent puts it back on igbvf, override cleared."""
+    set_vf_count(ctx, pf, 1)
+    vf = ctx.pf(pf, settings=False).vf(0)
+    binder = PciBinder(ctx.writer, dev_root=tmp_path / "no-dev", confirm_timeout_s=1.0)
+    with pytest.raises(KernelError, match="did not appear"):
+        binder.to_vfio(vf, remember=lambda _d: None)
+    after = ctx.pf(pf, settings=False).vf(0)
+    assert after.driver == "igbvf" and after.netdev is not None
+    override = SYS / "bus/pci/devices" / str(vf.address) / "driver_override"
+    assert override.read_text().strip() in ("", "(null)")
 
 
 def test_c10_renaming_the_pf_changes_only_the_shown_name(ctx: HostContext, pf: str) -> None:
