@@ -25,8 +25,9 @@ from qtagent.config import load_host_config
 from qtagent.effects.knobs import apply_knobs
 from qtagent.errors import InvalidInput, KernelError, Unsupported
 from qtagent.model.host import LinkState
-from qtagent.model.types import MacAddress
+from qtagent.model.types import MacAddress, VfId
 from qtagent.ops.apply import apply_config
+from qtagent.ops.bind import Target, bind_vf
 from qtagent.ops.provision import set_vf_count
 from qtagent.plan.knob_report import KnobOutcome, KnobReport
 
@@ -158,23 +159,14 @@ def knob_exit_code(report: KnobReport) -> int:
 @click.option("--driver", type=click.Choice(["vfio-pci", "host"]), required=True)
 def vf_bind(pf_name: str, index: int, driver: str) -> None:
     """Move VF INDEX of PF to vfio-pci (after an IOMMU group check) or back to a host driver."""
-    ctx = host()
-    vf_info = ctx.pf(pf_name, settings=False).vf(index)
-    held = holders(ctx)
-    if vf_info.id in held:
-        raise InvalidInput(
-            f"{vf_info.id} is assigned to VM {held[vf_info.id]!r}; qtagent manages its driver",
-            hint=f"detach it first: qtagent vm detach {held[vf_info.id]} {vf_info.id.pf} {index}",
-        )
-    if driver == "vfio-pci":
-        result = ctx.binder.to_vfio(vf_info, remember=lambda _d: None)
-    else:
-        result = ctx.binder.to_host(vf_info, None)
+    target: Target = "vfio-pci" if driver == "vfio-pci" else "host"
+    result = bind_vf(host(), pf_name, index, target)
+    vf_id = VfId(host().pf(pf_name, settings=False).name, index)
     before, after = result.before or "no driver", result.after or "no driver"
-    text = f"{vf_info.id} ({result.address}): {before} -> {after}"
+    text = f"{vf_id} ({result.address}): {before} -> {after}"
     if not result.changed:
         text += " (unchanged)"
-    emit({"vf": str(vf_info.id), "address": str(result.address), "before": result.before,
+    emit({"vf": str(vf_id), "address": str(result.address), "before": result.before,
           "after": result.after, "changed": result.changed}, text)  # fmt: skip
 
 

@@ -98,9 +98,23 @@ def apply_vf_count(
 
     A failed write raises (with the kernel's errno) and leaves whatever the
     kernel did; callers record the desired count as applied only on success.
+    (The journaled change of :mod:`qtagent.ops.provision` runs the same two
+    parts as separate steps.)
     """
     for count in plan.writes:
-        _bounded_write(writer, plan.pf, count, policy.write_timeout_s)
+        write_num_vfs(writer, plan.pf, count, policy.write_timeout_s)
+    return wait_for_vfs(plan, read_pf, policy=policy, clock=clock, sleep=sleep)
+
+
+def wait_for_vfs(
+    plan: VfCountPlan,
+    read_pf: Callable[[], PfInfo],
+    *,
+    policy: WaitPolicy = WaitPolicy(),
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> VfCountResult:
+    """Wait, within the policy's bound for N VFs, until every VF of the plan is ready."""
     start = clock()
     deadline = start + policy.bound(plan.desired)
     while True:
@@ -119,7 +133,7 @@ def apply_vf_count(
     return VfCountResult(plan.pf, plan.writes, ready, missing, waited)
 
 
-def _bounded_write(writer: SysfsWriter, pf: str, count: int, timeout_s: float) -> None:
+def write_num_vfs(writer: SysfsWriter, pf: str, count: int, timeout_s: float) -> None:
     """Write sriov_numvfs, giving up after ``timeout_s``: disabling SR-IOV blocks in
     the kernel while a VFIO user holds a VF, and a blocked write cannot be cancelled."""
     errors: list[QtagentError] = []

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from functools import partial
 
 from qtagent.config import HostConfig, PfConfig, pf_section
-from qtagent.effects.vfcount import VfCountResult, apply_vf_count
+from qtagent.effects.vfcount import VfCountResult
 from qtagent.errors import ConfigError, Conflict, InvalidInput, QtagentError
+from qtagent.journal.runner import Runner
 from qtagent.model.host import PfInfo
 from qtagent.model.types import VfId
 from qtagent.ops.context import HostContext
-from qtagent.ops.provision import apply_defaults, defaults_request
+from qtagent.ops.provision import apply_defaults, change_vf_count, defaults_request
+from qtagent.ops.recover import changing
 from qtagent.plan.knob_report import KnobOutcome, KnobReport
 from qtagent.plan.vfcount import VfCountPlan, plan_vf_count
 
@@ -66,6 +67,12 @@ class PfApplied:
 
 
 def apply_config(ctx: HostContext, config: HostConfig) -> tuple[PfApplied, ...]:
+    """Apply ``config`` under the host lock, each PF's count change journaled."""
+    with changing(ctx) as runner:
+        return _apply_config(ctx, runner, config)
+
+
+def _apply_config(ctx: HostContext, runner: Runner, config: HostConfig) -> tuple[PfApplied, ...]:
     snapshot = ctx.snapshot(settings=False)
     planned: list[tuple[PfConfig, PfInfo, VfCountPlan]] = []
     seen: dict[str, str] = {}
@@ -85,7 +92,7 @@ def apply_config(ctx: HostContext, config: HostConfig) -> tuple[PfApplied, ...]:
     for wanted, pf, plan in planned:
         count = None
         try:
-            count = _apply_count(ctx, wanted, pf, plan)
+            count = _apply_count(ctx, runner, wanted, pf, plan)
             defaults = _apply_vf_defaults(ctx, wanted, pf, count)
         except QtagentError as err:
             _note_progress(err, ctx, planned, results, in_defaults=count is not None)
@@ -126,11 +133,10 @@ def _plan_count(wanted: PfConfig, pf: PfInfo, held: dict[VfId, str]) -> VfCountP
 
 
 def _apply_count(
-    ctx: HostContext, wanted: PfConfig, pf: PfInfo, plan: VfCountPlan
+    ctx: HostContext, runner: Runner, wanted: PfConfig, pf: PfInfo, plan: VfCountPlan
 ) -> VfCountResult:
     ctx.store.set_desired(pf.name, wanted.num_vfs, wanted.vf_defaults)
-    read_pf = partial(ctx.pf, pf.name, settings=False)
-    count = apply_vf_count(plan, ctx.writer, read_pf, clock=ctx.clock, sleep=ctx.sleep)
+    count = change_vf_count(ctx, runner, plan)
     if not count.partial:
         ctx.store.mark_applied(pf.name, wanted.num_vfs)
     return count

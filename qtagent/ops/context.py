@@ -27,6 +27,8 @@ from typing import Literal
 
 from qtagent.effects.binding import PciBinder
 from qtagent.errors import InvalidInput, PermissionDenied
+from qtagent.journal.failpoints import Failpoints
+from qtagent.journal.lock import HostLock, lock_path_for
 from qtagent.model.host import HostSnapshot, PfInfo
 from qtagent.netlink.api import VfNetlink
 from qtagent.store.sqlite import DEFAULT_PATH
@@ -47,6 +49,7 @@ class HostPaths:
 
     sysfs_root: Path = Path("/sys")
     dev_root: Path = Path("/dev")
+    proc_root: Path = Path("/proc")
     db_path: Path = DEFAULT_PATH
     libvirt_uri: str = "qemu:///system"
     netlink: NetlinkKind = "rtnl"
@@ -63,11 +66,13 @@ class HostContext:
     paths: HostPaths = field(default_factory=HostPaths)
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
+    failpoints: Failpoints = field(default_factory=Failpoints)
     _netlink: VfNetlink | None = None
     _store: Store | None = None
     _virt: VirtBackend | None = None
     _reader: SysfsReader | None = None
     _writer: SysfsWriter | None = None
+    _lock: HostLock | None = None
     _settings_reader: SysfsReader = field(init=False, repr=False)
 
     @classmethod
@@ -81,6 +86,7 @@ class HostContext:
         store: Store | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        failpoints: Failpoints | None = None,
     ) -> HostContext:
         """A context over edges the caller already holds (the fakes of tests, a
         daemon's shared connections); the context owns them from now on and closes
@@ -94,7 +100,10 @@ class HostContext:
                 f"the sysfs writer writes {writer.root}, but reads come from {paths.sysfs_root}",
                 hint="give the writer the same root as HostPaths.sysfs_root",
             )
-        return cls(paths, clock, sleep, _netlink=netlink, _store=store, _virt=virt, _writer=writer)
+        return cls(
+            paths, clock, sleep, failpoints or Failpoints(),
+            _netlink=netlink, _store=store, _virt=virt, _writer=writer,
+        )  # fmt: skip
 
     def __enter__(self) -> HostContext:
         return self
@@ -172,6 +181,14 @@ class HostContext:
                 _log.info("%s; opening it read-only", err.message)
                 self._store = Store(path, readonly=True)
         return self._store
+
+    @property
+    def host_lock(self) -> HostLock:
+        """The lock every change of this host runs under (beside the database)."""
+        if self._lock is None:
+            path = lock_path_for(self.paths.db_path)
+            self._lock = HostLock(path, clock=self.clock, sleep=self.sleep)
+        return self._lock
 
     @property
     def virt(self) -> VirtBackend:

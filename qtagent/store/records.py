@@ -29,6 +29,7 @@ from qtagent.model.types import (
 
 # A PF's device name on its bus: a PCI address (0000:41:00.0) or netdevsimN.
 _PF_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,63}$")
+_LEASE_RE: Final = re.compile(r"^[0-9a-f]{32}$")  # uuid4().hex
 DRIVER_NAME_MAX: Final = 64
 RATE_MAX: Final = 1 << 31  # Mbit/s; the kernel's rates are u32
 
@@ -93,7 +94,9 @@ class Allocation:
     """One VF handed to one VM, with the MAC and VLAN qtagent gave it.
 
     ``vlan`` 0 means untagged; ``qos`` is the 802.1p priority (0-7).
-    Times are timezone-aware UTC.
+    Times are timezone-aware UTC. ``lease`` is a fresh token for this hand-out
+    (None on rows written before leases existed): a release names it, so that a
+    late or repeated release never touches a later hand-out of the same VF.
     """
 
     vf: VfId
@@ -104,10 +107,13 @@ class Allocation:
     state: AllocationState
     created_at: datetime
     updated_at: datetime
+    lease: str | None = None
 
     def __post_init__(self) -> None:
         check_vf_id(self.vf)
         check_vlan(self.vlan, self.qos)
+        if self.lease is not None and _LEASE_RE.match(self.lease) is None:
+            raise InvalidInput(f"{self.lease!r} is not a lease token")
 
 
 @dataclass(frozen=True, slots=True)

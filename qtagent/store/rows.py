@@ -27,7 +27,7 @@ from qtagent.store.records import (
 )
 
 SELECT_ALLOCATIONS = """
-    SELECT pf, vf_index, vm_name, vm_uuid, mac, vlan, qos, state, created_at, updated_at
+    SELECT pf, vf_index, vm_name, vm_uuid, mac, vlan, qos, state, created_at, updated_at, lease
     FROM allocations
 """
 ALLOCATION_BY_VF = SELECT_ALLOCATIONS + " WHERE pf = ? AND vf_index = ?"
@@ -40,8 +40,8 @@ ALLOCATIONS_FILTERED = (
 )
 INSERT_ALLOCATION = """
     INSERT INTO allocations
-        (pf, vf_index, vm_name, vm_uuid, mac, vlan, qos, state, created_at, updated_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        (pf, vf_index, vm_name, vm_uuid, mac, vlan, qos, state, created_at, updated_at, lease)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 ORIGINAL_BY_VF = """
     SELECT pf, vf_index, mac, vlan, qos, spoofchk, trust, max_tx_rate, min_tx_rate, link_state,
@@ -89,7 +89,7 @@ def _time(value: str) -> datetime:
 
 
 def allocation_from_row(row: tuple[Any, ...]) -> Allocation:
-    pf, index, vm_name, vm_uuid, mac, vlan, qos, state, created, updated = row
+    pf, index, vm_name, vm_uuid, mac, vlan, qos, state, created, updated, lease = row
     with _row_errors("allocations", pf, index):
         return Allocation(
             vf=VfId(pf, index),
@@ -100,6 +100,7 @@ def allocation_from_row(row: tuple[Any, ...]) -> Allocation:
             state=AllocationState(state),
             created_at=_time(created),
             updated_at=_time(updated),
+            lease=lease,
         )
 
 

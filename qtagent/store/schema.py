@@ -90,6 +90,56 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             """,
         ),
     ),
+    Migration(
+        2,
+        "the write-ahead journal of multi-step changes, quarantined VFs, the event record",
+        (
+            # One row per multi-step change under way: written (with the change's first
+            # database effect) before the first effect on the host, updated after each
+            # step, deleted in the transaction that records the change's outcome.
+            """
+            CREATE TABLE journal (
+                id          INTEGER PRIMARY KEY AUTOINCREMENT,
+                kind        TEXT NOT NULL CHECK (kind IN
+                                ('vf_count', 'bind', 'attach', 'release')),
+                subject     TEXT NOT NULL CHECK (length(subject) BETWEEN 1 AND 200),
+                intent      TEXT NOT NULL,  -- JSON object, checked when read back
+                done        TEXT NOT NULL DEFAULT '[]',  -- JSON array of step names
+                direction   TEXT NOT NULL CHECK (direction IN ('forward', 'backward')),
+                attempts    INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+                last_error  TEXT,
+                pid         INTEGER NOT NULL,
+                created_at  TEXT NOT NULL,
+                updated_at  TEXT NOT NULL
+            ) STRICT
+            """,
+            # A VF that failed its scrub or verification, or whose VFIO group a process
+            # still holds: never handed out until an operator (or a later check) clears it.
+            """
+            CREATE TABLE quarantine (
+                pf          TEXT NOT NULL,
+                vf_index    INTEGER NOT NULL CHECK (vf_index BETWEEN 0 AND 65535),
+                reason      TEXT NOT NULL CHECK (length(reason) > 0),
+                since       TEXT NOT NULL,
+                PRIMARY KEY (pf, vf_index)
+            ) STRICT
+            """,
+            # What the agent did and saw, newest last, trimmed to the last few hundred:
+            # `qtagent status` shows the tail. Not the audit log (that is its own record).
+            """
+            CREATE TABLE events (
+                id          INTEGER PRIMARY KEY AUTOINCREMENT,
+                at          TEXT NOT NULL,
+                kind        TEXT NOT NULL CHECK (length(kind) BETWEEN 1 AND 40),
+                subject     TEXT NOT NULL,
+                detail      TEXT NOT NULL
+            ) STRICT
+            """,
+            # Each allocation's lease: a fresh token per hand-out, so that a late or
+            # repeated release of an earlier hand-out never touches a later one.
+            "ALTER TABLE allocations ADD COLUMN lease TEXT",
+        ),
+    ),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1].version

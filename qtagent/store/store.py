@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC
@@ -121,7 +122,7 @@ class Store:
         now = self._now()
         row = (
             vf.pf, vf.index, vm.name, as_text(vm.uuid), as_text(mac), vlan, qos,
-            AllocationState.RESERVED.value, now, now,
+            AllocationState.RESERVED.value, now, now, uuid.uuid4().hex,
         )  # fmt: skip
         with self.transaction():
             try:
@@ -296,6 +297,16 @@ class Store:
             self._conn.execute("DELETE FROM pf_desired WHERE pf = ?", (pf,))
 
     # ---------------------------------------------------------------- helpers
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The SQLite connection, for the other tables' typed APIs in this package
+        (:mod:`qtagent.store.journal`, :mod:`qtagent.store.quarantine`)."""
+        return self._db.conn
+
+    def now_text(self) -> str:
+        """The store clock's time as written into records (ISO 8601, UTC)."""
+        return self._now()
 
     @property
     def _conn(self) -> sqlite3.Connection:

@@ -17,6 +17,7 @@ from qtagent.model.host import VfInfo, VfSettings
 from qtagent.model.types import PciAddress, VfId
 from qtagent.ops.context import HostContext, HostPaths
 from qtagent.store.records import Allocation
+from qtagent.sysfs.pci import iommu_group_of
 from qtagent.virt.domain_xml import DomainSpec, domain_xml
 from tests.fakes.clock import FakeClock
 from tests.fakes.netlink import IGB, NETDEVSIM, FakeVfNetlink
@@ -51,8 +52,10 @@ class FakeHostRig:
         bus = FakePciBus(tree, dev_root=dev, netlink=netlink)
         virt = FakeVirt(DriverView(bus))
         clock = FakeClock()
+        proc = tmp_path / "proc"  # no process holds a VFIO group unless a test says so
+        proc.mkdir()
         paths = HostPaths(
-            sysfs_root=tree.root, dev_root=dev, db_path=tmp_path / "qtagent.db",
+            sysfs_root=tree.root, dev_root=dev, proc_root=proc, db_path=tmp_path / "qtagent.db",
             libvirt_uri="fake:///", netlink="rtnl",
         )  # fmt: skip
         ctx = HostContext.with_edges(
@@ -104,6 +107,14 @@ class FakeHostRig:
 
     def hostdevs(self, vm: str) -> tuple[PciAddress, ...]:
         return self.virt.hostdev_addresses(vm)
+
+    def hold_vfio_group(self, index: int, pid: int = 4242, comm: str = "qemu-system-x86") -> None:
+        """Make process ``pid`` hold VF ``index``'s VFIO group open, as /proc shows it."""
+        group = iommu_group_of(self.tree.root, self.address(index))
+        fd_dir = self.ctx.paths.proc_root / str(pid) / "fd"
+        fd_dir.mkdir(parents=True, exist_ok=True)
+        (fd_dir / "7").symlink_to(self.ctx.paths.dev_root / "vfio" / str(group))
+        (fd_dir.parent / "comm").write_text(comm + "\n")
 
     def vfio_nodes(self) -> list[str]:
         vfio = self.ctx.paths.dev_root / "vfio"

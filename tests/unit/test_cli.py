@@ -321,7 +321,9 @@ def test_apply_that_fails_part_way_says_which_pfs_changed(tmp_path: Path) -> Non
     assert code == 6, err  # the kernel's refusal, with its errno
     assert out == ""
     assert "echo 2 > " in err and "sriov_numvfs failed [ENOSPC" in err
-    assert err.splitlines()[1:7] == [
+    assert err.splitlines()[1:8] == [
+        "  the vf_count of PF 0000:81:00.0 stays in the journal; it is retried later "
+        "(`qtagent status` shows it)",
         "  apply stopped at PF 3 of 4 in the file",
         "  not changed: 0000:41:00.0: it was as configured",
         "  changed: 0000:61:00.0 (enp97s0): VF count 0 -> 3",

@@ -22,6 +22,8 @@ from qtagent.netlink.api import Knob
 from qtagent.ops.apply import apply_config
 from qtagent.ops.assign import attach
 from qtagent.ops.provision import set_vf_count
+from qtagent.ops.recover import recover_journal
+from qtagent.store.journal import Journal
 from qtagent.store.records import AllocationState
 from tests.fakes.host_rig import FakeHostRig
 from tests.fakes.sysfs_tree import FakeNetdev, FakeNetdevsim, igb_host
@@ -183,6 +185,8 @@ def test_a_run_that_stops_part_way_notes_which_pfs_it_changed(rig: FakeHostRig) 
         apply_config(rig.ctx, config(CONFIG))
     assert raised.value.errno == errno.ENOSPC  # the kernel's error, as it was
     assert raised.value.notes == (
+        "the vf_count of PF 0000:81:00.0 stays in the journal; it is retried later "
+        "(`qtagent status` shows it)",
         "apply stopped at PF 2 of 2 in the file",
         "changed: 0000:41:00.0: VF count 0 -> 4, 12 VF knobs set",
         "not changed: 0000:81:00.0 (enp129s0): where it stopped; VF count still 0",
@@ -190,6 +194,16 @@ def test_a_run_that_stops_part_way_notes_which_pfs_it_changed(rig: FakeHostRig) 
     )
     assert raised.value.to_dict()["notes"] == list(raised.value.notes)
     assert len(rig.netlink.pfs[100].vfs) == 4 and len(rig.netlink.pfs[PF1_IFINDEX].vfs) == 0
+    # The refused count waits in the journal, retried only with backoff (C1)...
+    (entry,) = Journal(rig.ctx.store).open_entries()
+    assert (entry.subject, entry.attempts) == (f"PF {PF1}", 1)
+    assert "ENOSPC" not in (entry.last_error or "") and "sriov_numvfs" in (entry.last_error or "")
+    assert [r.outcome for r in recover_journal(rig.ctx)] == ["waiting"]
+    assert len(rig.netlink.pfs[PF1_IFINDEX].vfs) == 0
+    # ...and once retried with the kernel willing, it is finished: 2 VFs, entry gone.
+    assert [r.outcome for r in recover_journal(rig.ctx, everything=True)] == ["completed"]
+    assert len(rig.netlink.pfs[PF1_IFINDEX].vfs) == 2
+    assert Journal(rig.ctx.store).open_entries() == ()
 
 
 def test_a_run_that_stops_in_vf_defaults_says_they_may_be_partly_set(rig: FakeHostRig) -> None:

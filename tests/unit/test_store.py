@@ -558,7 +558,7 @@ def test_corrupt_row_written_behind_our_back_is_reported_with_its_place(
 def test_schema_refuses_what_python_would_refuse(store: Store, db_path: Path) -> None:
     """The constraints hold even for a writer that bypasses the typed API."""
     store.reserve(VF2, VM_A)
-    insert = "INSERT INTO allocations VALUES (?, ?, ?, NULL, NULL, ?, 0, ?, 't', 't')"
+    insert = "INSERT INTO allocations VALUES (?, ?, ?, NULL, NULL, ?, 0, ?, 't', 't', NULL)"
     with sqlite3.connect(db_path) as conn:
         for bad in (
             ("p", 1, "v", 0, "lost"),  # unknown state

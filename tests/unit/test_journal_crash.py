@@ -1,0 +1,174 @@
+"""A crash at every step boundary of every journaled change, then a restart (issue 3).
+
+Each failpoint is armed in turn with an action that raises a BaseException, which
+no qtagent code catches: nothing after the point runs (context managers still
+close, as the kernel closes a dead process's descriptors and drops its flock).
+Then recovery runs as a restarted agent's would, and the consistency checker
+must find nothing: no VF on vfio-pci without an owner, none held twice, no free VF
+with a VM's MAC or VLAN, the database agreeing with the fakes' kernel and libvirt.
+The same runs against the real kernel in tests/lab/test_crash_lab.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from qtagent.journal.failpoints import Failpoints, points_of
+from qtagent.model.types import MacAddress, VfId
+from qtagent.ops.assign import ATTACH_STEPS, attach
+from qtagent.ops.audit import audit
+from qtagent.ops.bind import BIND_STEPS, bind_vf
+from qtagent.ops.provision import VF_COUNT_STEPS, set_vf_count
+from qtagent.ops.recover import recover_journal
+from qtagent.ops.release import RELEASE_STEPS, detach
+from qtagent.store.journal import Journal
+from qtagent.store.quarantine import QuarantineTable
+from qtagent.store.records import AllocationState, VmRef
+from tests.fakes.host_rig import FakeHostRig
+from tests.fakes.sysfs_tree import igb_host
+
+VM_MAC = MacAddress.parse("52:54:00:aa:00:01")
+VM_VLAN = 100
+GIVEN = ((VM_MAC, VM_VLAN),)
+
+
+class Crash(BaseException):
+    """The process died at a failpoint."""
+
+
+def _crash(point: str) -> None:
+    raise Crash(point)
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[FakeHostRig]:
+    rig = FakeHostRig.build(tmp_path, igb_host(n_vfs=4))
+    rig.vm("a")
+    yield rig
+    rig.ctx.close()
+
+
+def crash_at(rig: FakeHostRig, point: str, operation: Callable[[], object]) -> None:
+    """Run ``operation`` with ``point`` armed; it must die there."""
+    rig.ctx.failpoints = Failpoints(point, _crash)
+    with pytest.raises(Crash):
+        operation()
+    rig.ctx.failpoints = Failpoints()
+
+
+def restart_and_check(rig: FakeHostRig) -> None:
+    """What a restarted agent does first, and what must then hold."""
+    results = recover_journal(rig.ctx)
+    assert all(r.outcome in ("completed", "undone") for r in results), results
+    assert Journal(rig.ctx.store).open_entries() == ()
+    assert audit(rig.ctx, vm_settings=GIVEN) == ()
+
+
+def test_the_fault_injection_covers_at_least_twenty_points() -> None:
+    points = [
+        *points_of("vf_count", VF_COUNT_STEPS),
+        *points_of("bind", BIND_STEPS),
+        *points_of("attach", ATTACH_STEPS),
+        *points_of("release", RELEASE_STEPS),
+    ]
+    assert len(points) == len(set(points)) >= 20
+
+
+@pytest.mark.parametrize("point", points_of("attach", ATTACH_STEPS))
+def test_a_crash_during_attach_is_rolled_back(rig: FakeHostRig, point: str) -> None:
+    crash_at(rig, point, lambda: attach(rig.ctx, "a", rig.pf_name, index=1, mac=VM_MAC, vlan=100))
+
+    restart_and_check(rig)
+
+    allocation = rig.allocation(1)
+    if point == "attach.finish":  # the outcome was committed: the VM has its VF
+        assert allocation is not None and allocation.state is AllocationState.ATTACHED
+        assert rig.hostdevs("a") == (rig.address(1),)
+    else:
+        assert allocation is None and rig.hostdevs("a") == ()
+        assert rig.driver(1) == "igbvf" and rig.settings(1).vlan == 0
+        # Nothing is left that would stop the same request now.
+        attach(rig.ctx, "a", rig.pf_name, index=1, mac=VM_MAC, vlan=100)
+        assert audit(rig.ctx, vm_settings=GIVEN) == ()
+
+
+@pytest.mark.parametrize("point", points_of("release", RELEASE_STEPS))
+def test_a_crash_during_release_is_completed(rig: FakeHostRig, point: str) -> None:
+    attach(rig.ctx, "a", rig.pf_name, index=1, mac=VM_MAC, vlan=100)
+
+    crash_at(rig, point, lambda: detach(rig.ctx, "a", rig.pf_name, 1))
+
+    restart_and_check(rig)
+    assert rig.allocation(1) is None and rig.hostdevs("a") == ()
+    assert rig.driver(1) == "igbvf"
+    assert rig.settings(1).mac != VM_MAC and rig.settings(1).vlan == 0
+    assert QuarantineTable(rig.ctx.store).all() == ()
+
+
+@pytest.mark.parametrize("point", points_of("vf_count", VF_COUNT_STEPS))
+def test_a_crash_during_a_vf_count_change_is_completed(rig: FakeHostRig, point: str) -> None:
+    crash_at(rig, point, lambda: set_vf_count(rig.ctx, rig.pf_name, 6))
+
+    restart_and_check(rig)
+    pf = rig.ctx.pf(rig.pf_name, settings=False)
+    assert pf.num_vfs == 6 and [vf.driver for vf in pf.vfs] == ["igbvf"] * 6
+
+
+@pytest.mark.parametrize("point", points_of("bind", BIND_STEPS))
+def test_a_crash_during_a_bind_is_rolled_back(rig: FakeHostRig, point: str) -> None:
+    crash_at(rig, point, lambda: bind_vf(rig.ctx, rig.pf_name, 2, "vfio-pci"))
+
+    recover_journal(rig.ctx)
+
+    assert Journal(rig.ctx.store).open_entries() == ()
+    expected = "vfio-pci" if point == "bind.finish" else "igbvf"
+    assert rig.driver(2) == expected
+
+
+def test_a_crash_while_vfs_are_allocated_never_writes_zero(rig: FakeHostRig) -> None:
+    """C2: a count change left in the journal finds a VM holding a VF when it is
+    retried; it writes nothing, not 0, and keeps waiting."""
+    crash_at(rig, "vf_count.begin", lambda: set_vf_count(rig.ctx, rig.pf_name, 6))
+    # Before any recovery, something gives VF1 to VM a behind the journal's back.
+    rig.ctx.store.reserve(VfId(rig.pf_name, 1), VmRef("a"))
+    writes = rig.bus.writes
+
+    (result,) = recover_journal(rig.ctx)
+
+    assert result.outcome == "failed" and "while VFs are allocated" in (result.error or "")
+    assert rig.bus.writes == writes and rig.ctx.pf(rig.pf_name, settings=False).num_vfs == 4
+
+
+def test_a_release_whose_vfio_group_is_held_quarantines_the_vf(rig: FakeHostRig) -> None:
+    """A process still holds the VF's VFIO group after the unplug: unbinding would
+    block in the kernel, so the VF stays on vfio-pci, quarantined, never handed out."""
+    attach(rig.ctx, "a", rig.pf_name, index=1, mac=VM_MAC, vlan=100)
+    rig.hold_vfio_group(1, pid=4242, comm="qemu-system-x86")
+
+    released = detach(rig.ctx, "a", rig.pf_name, 1)
+
+    assert released.quarantined is not None and "pid 4242 (qemu-system-x86)" in released.quarantined
+    assert rig.driver(1) == "vfio-pci" and rig.allocation(1) is None
+    (held,) = QuarantineTable(rig.ctx.store).all()
+    assert held.vf == VfId(rig.pf_name, 1) and "pid 4242" in held.reason
+    assert audit(rig.ctx, vm_settings=GIVEN) == ()
+    assert attach(rig.ctx, "a", rig.pf_name).vf.index == 0  # not VF1
+
+
+def test_a_repeated_release_with_a_stale_lease_touches_nothing(rig: FakeHostRig) -> None:
+    first = attach(rig.ctx, "a", rig.pf_name, index=1, mac=VM_MAC)
+    lease = rig.allocation(1)
+    assert lease is not None and lease.lease is not None
+    detach(rig.ctx, "a", rig.pf_name, 1, lease=lease.lease)
+    attach(rig.ctx, "a", rig.pf_name, index=1, mac=VM_MAC)  # the same VF, a new hand-out
+    writes = rig.bus.writes
+
+    late = detach(rig.ctx, "a", rig.pf_name, 1, lease=lease.lease)
+
+    assert late.already_released and rig.bus.writes == writes
+    now = rig.allocation(1)
+    assert now is not None and now.state is AllocationState.ATTACHED and now.lease != lease.lease
+    assert rig.hostdevs("a") == (first.vf.address,)
