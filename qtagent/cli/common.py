@@ -23,10 +23,14 @@ def host() -> HostContext:
 
 
 def holders(ctx: HostContext) -> dict[VfId, str]:
-    """Which VM holds which VF; empty (and no database created) on a fresh host."""
-    if not ctx.paths.db_path.exists():
+    """Which VM holds which VF; empty (and no database created) on a fresh host.
+
+    Only reads: a database qtagent's user may not write is read read-only
+    (:attr:`HostContext.store_for_reading`)."""
+    store = ctx.store_for_reading
+    if store is None:
         return {}
-    return {a.vf: a.vm.name for a in ctx.store.allocations()}
+    return {a.vf: a.vm.name for a in store.allocations()}
 
 
 class MacType(click.ParamType[MacAddress]):

@@ -7,6 +7,7 @@ other than root run a part as nobody (tests/fakes/unprivileged.py).
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
@@ -14,12 +15,15 @@ import uuid
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from qtagent.cli.main import cli
 from qtagent.errors import NotFound, PermissionDenied, QtagentError
 from qtagent.model.types import VfId
 from qtagent.ops.context import HostContext, HostPaths
 from qtagent.store import Store, StoreError, VmRef
 from qtagent.store.schema import LATEST_VERSION
+from tests.fakes.sysfs_tree import FakeSysfs, igb_host
 from tests.fakes.unprivileged import as_nobody, shared_dir
 
 VF2 = VfId("0000:41:00.0", 2)
@@ -232,3 +236,30 @@ def test_a_database_nobody_may_read_is_permission_denied_exit_10(tmp_path: Path)
 
         assert (outcome.error, outcome.exit_code) == ("PermissionDenied", 10)
         assert f"cannot open the allocation database {path} [EACCES" in outcome.text
+
+
+def test_vf_list_by_a_reader_who_may_not_write_shows_the_holders() -> None:
+    """`vf list` opened the database read-write (``ctx.store``): a non-root reader of a
+    world-readable database got exit 10 instead of the VFs and who holds them."""
+    with shared_dir() as shared:
+        tree = FakeSysfs(shared / "sys").build(igb_host(n_vfs=3))
+        for directory in [tree.root, *tree.root.rglob("*")]:
+            if directory.is_dir() and not directory.is_symlink():
+                directory.chmod(0o755)
+        path = shared / "q.db"
+        make_database(path)
+        path.chmod(0o644)
+        args = ["--json", "--sysfs-root", str(tree.root), "--db", str(path), "vf", "list"]
+
+        def vf_list() -> tuple[int, str, str]:
+            result = CliRunner().invoke(cli, args)
+            return result.exit_code, result.stdout, result.stderr
+
+        outcome = as_nobody(vf_list)
+
+        assert outcome.error is None, outcome.text
+        assert isinstance(outcome.value, tuple)
+        code, out, err = outcome.value
+        assert code == 0, err
+        assert [v["vm"] for v in json.loads(out)] == [None, None, "a"]
+        assert names(shared) == ["q.db", "sys"]
