@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -23,11 +24,12 @@ from qtagent.cli.output import emit, table
 from qtagent.cli.views import PF_HEADERS, VF_HEADERS, pf_dict, pf_row, vf_dict, vf_row
 from qtagent.config import load_host_config
 from qtagent.effects.knobs import apply_knobs
-from qtagent.errors import InvalidInput, KernelError, Unsupported
+from qtagent.errors import Conflict, InvalidInput, KernelError, Unsupported
 from qtagent.model.host import LinkState
 from qtagent.model.types import MacAddress, VfId
 from qtagent.ops.apply import apply_config
 from qtagent.ops.bind import Target, bind_vf
+from qtagent.ops.context import HostContext
 from qtagent.ops.provision import set_vf_count
 from qtagent.plan.knob_report import KnobOutcome, KnobReport
 
@@ -140,6 +142,17 @@ def vf_set(
     code = knob_exit_code(report)
     if code:
         raise SystemExit(code)
+
+
+def refuse_if_assigned(ctx: HostContext, vf_id: VfId, what: str) -> None:
+    """Refuse (Conflict, exit 4) to change ``what`` of a VF a VM holds: qtagent set it
+    up for the VM, and restores it from what it recorded when the VF is released."""
+    vm = holders(ctx).get(vf_id)
+    if vm is not None:
+        raise Conflict(
+            f"{vf_id} is assigned to VM {vm!r}; qtagent manages {what}; nothing was changed",
+            hint=f"detach it first: qtagent vm detach {shlex.quote(vm)} {vf_id.pf} {vf_id.index}",
+        )
 
 
 def knob_exit_code(report: KnobReport) -> int:

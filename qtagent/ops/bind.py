@@ -8,6 +8,7 @@ itself checks the IOMMU group before any unbind (C7).
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,9 +36,11 @@ def bind_vf(ctx: HostContext, pf_name: str, index: int, target: Target) -> BindR
         vf = ctx.pf(pf_name, settings=False).vf(index)
         holder = ctx.store.allocation(vf.id)
         if holder is not None:
+            vm = holder.vm.name
             raise Conflict(
-                f"{vf.id} is assigned to VM {holder.vm.name!r}; qtagent manages its driver",
-                hint=f"detach it first: qtagent vm detach {holder.vm.name} {vf.id.pf} {index}",
+                f"{vf.id} is assigned to VM {vm!r}; qtagent manages its driver; nothing was "
+                "changed",
+                hint=f"detach it first: qtagent vm detach {shlex.quote(vm)} {vf.id.pf} {index}",
             )
         outcome = _Outcome([])
         intent: dict[str, JsonValue] = {

@@ -580,3 +580,19 @@ def test_an_empty_lab_output_directory_is_refused_while_parsing(
         monkeypatch.setenv("QTAGENT_LAB_RUN_OUT_DIR", "")
     with pytest.raises(click.BadParameter, match="the lab's output directory is empty"):
         lab_run.make_context("run", args, auto_envvar_prefix="QTAGENT_LAB_RUN")
+
+
+# ---------------------------------------------------------------- third break-it pass
+
+
+def test_vf_bind_of_a_vf_a_vm_holds_is_a_conflict_exit_4(rig: FakeHostRig) -> None:
+    """A VF in use is exit 4 (the README's table); it was exit 2, bad input."""
+    rig.vm("my vm")
+    attach(rig.ctx, "my vm", rig.pf_name, index=1)
+    before = snapshot_files(rig.tree.root)
+    code, out, err = run_on(rig, "vf", "bind", PF, "1", "--driver", "host")
+    assert code == 4, err
+    assert f"{PF}/vf1 is assigned to VM 'my vm'" in err
+    assert f"hint: detach it first: qtagent vm detach 'my vm' {PF} 1" in err
+    assert out == "" and snapshot_files(rig.tree.root) == before
+    assert rig.driver(1) == "vfio-pci"
