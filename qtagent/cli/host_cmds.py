@@ -118,7 +118,8 @@ def vf_set(
     0 when every knob is applied or unchanged (or unsupported and asked at the
     value the VF has without it: only a warning, nothing sent); 6 when the driver
     rejected a knob; 5 when the driver does not support a knob (and none was
-    rejected); 2 for bad input, 3 for an unknown PF or VF. --spoofchk and --trust
+    rejected); 2 for bad input, 3 for an unknown PF or VF, 4 for a VF a VM holds
+    (its settings are the VM's: detach it first). --spoofchk and --trust
     are required knobs: if one fails, the others are rolled back.
     """
     from qtagent.plan.knobs import KnobRequest
@@ -134,7 +135,7 @@ def vf_set(
         )
     ctx = host()
     pf_info = ctx.pf(pf_name, settings=False)
-    pf_info.vf(index)
+    refuse_if_assigned(ctx, pf_info.vf(index).id, "its settings")
     if pf_info.ifindex is None:
         raise Unsupported(f"PF {pf_info.name} has no network interface to send VF settings through")
     report = apply_knobs(ctx.netlink, pf_info.ifindex, index, request, pf_name=pf_info.netdev)

@@ -596,3 +596,21 @@ def test_vf_bind_of_a_vf_a_vm_holds_is_a_conflict_exit_4(rig: FakeHostRig) -> No
     assert f"hint: detach it first: qtagent vm detach 'my vm' {PF} 1" in err
     assert out == "" and snapshot_files(rig.tree.root) == before
     assert rig.driver(1) == "vfio-pci"
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [["--vlan", "5"], ["--spoofchk", "off"], ["--trust", "on"], ["--mac", "02:00:00:00:00:99"]],
+)
+def test_vf_set_refuses_the_knobs_of_a_vf_a_vm_holds(rig: FakeHostRig, knobs: list[str]) -> None:
+    """`vf set` moved a VM's VF to another VLAN or turned its spoofchk off, exit 0:
+    the VM's network and security settings changed behind qtagent's back."""
+    rig.vm("a")
+    attach(rig.ctx, "a", rig.pf_name, index=0, vlan=100)
+    before = rig.settings(0)
+    rig.netlink.sent.clear()
+    code, out, err = run_on(rig, "--json", "vf", "set", PF, "0", *knobs)
+    assert code == 4, err
+    assert f"{PF}/vf0 is assigned to VM 'a'; qtagent manages its settings" in err
+    assert "hint: detach it first: qtagent vm detach a" in err
+    assert out == "" and rig.netlink.sent == [] and rig.settings(0) == before
