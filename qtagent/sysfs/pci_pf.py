@@ -124,7 +124,9 @@ def _virtfn_indexes(pf_dir: str) -> list[int]:
 def _read_vf(
     ctx: ReadContext, pf_name: str, link: str, index: int, settings: Mapping[int, VfSettings]
 ) -> VfInfo | None:
-    """One VF through ``$pf/virtfnN``; None if the link is garbage or dangles."""
+    """One VF through ``$pf/virtfnN``; None if the link is garbage or dangles, or the
+    function it points at is not this PF's VF (its ``physfn`` names another device:
+    it would be unbound and handed to a VM as if it were the VF)."""
     target = link_name(link)
     address = ctx.pci_address(target) if target is not None else None
     if address is None:
@@ -133,6 +135,16 @@ def _read_vf(
     driver = link_name(link + "/driver")
     if driver is None and not is_dir(link):
         _log.debug("%s dangles (VF %s vanished); left out", link, address)
+        return None
+    physfn = link_name(link + "/physfn")
+    if physfn != pf_name:
+        if physfn is None and not is_dir(link):
+            _log.debug("%s dangles (VF %s vanished); left out", link, address)
+        else:
+            _log.warning(
+                "%s -> %s: its physfn is %s, not the PF %s; left out (not the kernel's link)",
+                link, target, repr(physfn) if physfn else "missing", pf_name,
+            )  # fmt: skip
         return None
     group = group_number(link)
     return VfInfo(

@@ -727,3 +727,29 @@ def test_a_pf_name_wins_over_an_interface_that_borrows_it() -> None:
     assert host.pf("0000:41:00.0").name == "0000:41:00.0"
     assert host.pf("41:00.0").name == "0000:41:00.0"
     assert host.pf("eni1np1").name == "netdevsim1"
+
+
+# ---------------------------------------------------------------- third break-it pass
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["0000:81:00.0", "0000:40:00.0", vf_address("0000:81:00.0", 0)],
+    ids=["another-pf", "a-root-port", "another-pfs-vf"],
+)
+def test_a_virtfn_link_to_a_function_that_is_not_the_pfs_vf_is_left_out(
+    tree: FakeSysfs, caplog: pytest.LogCaptureFixture, target: str
+) -> None:
+    """A VF is the PF's only if its physfn points back at the PF. virtfn1 pointing at
+    another PF, a root port or another PF's VF was shown as VF 1, so `vf bind` or
+    `vm attach` would unbind that device and hand it to a VM."""
+    tree.build(igb_host(2, 2))
+    pf_dir = tree.device_dir(PF)
+    (pf_dir / "virtfn1").unlink()
+    up = os.path.relpath(tree.device_dir(target).parent, pf_dir)  # as sysfs links read
+    (pf_dir / "virtfn1").symlink_to(f"{up}/{target}")
+    pf, other = read(tree.root).pfs
+    assert [(vf.index, str(vf.address)) for vf in pf.vfs] == [(0, vf_address(PF, 0))]
+    assert len(other.vfs) == 2  # the other PF's own VFs are still its own
+    assert f"virtfn1 -> {target}: its physfn is" in caplog.text
+    assert "not the PF 0000:41:00.0; left out" in caplog.text
