@@ -32,7 +32,12 @@ class ReadContext:
 
     def pci_address(self, text: str) -> PciAddress | None:
         """``text`` as a PCI address, None if it is not one (parsed once per snapshot:
-        a VF's address shows up again as a member of its IOMMU group)."""
+        a VF's address shows up again as a member of its IOMMU group).
+
+        Only the kernel's own form counts (``%04x:%02x:%02x.%d``): a name with white
+        space, upper-case hex or no domain parses to the address of another entry,
+        which would then be shown twice and read from a directory other than the
+        one written to."""
         try:
             return self._addresses[text]
         except KeyError:
@@ -40,6 +45,11 @@ class ReadContext:
         try:
             address: PciAddress | None = PciAddress.parse(text)
         except InvalidInput:
+            address = None
+        if address is not None and str(address) != text:
+            _log.warning(
+                "%r is not a PCI address as the kernel writes it (%s); left out", text, address
+            )
             address = None
         self._addresses[text] = address
         return address

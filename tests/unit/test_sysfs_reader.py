@@ -753,3 +753,20 @@ def test_a_virtfn_link_to_a_function_that_is_not_the_pfs_vf_is_left_out(
     assert len(other.vfs) == 2  # the other PF's own VFs are still its own
     assert f"virtfn1 -> {target}: its physfn is" in caplog.text
     assert "not the PF 0000:41:00.0; left out" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "alias", ["0000:41:00.0 ", "0000:41:00.0\n", " 0000:41:00.0", "41:00.0", "0000:41:00.0\t"]
+)
+def test_a_pci_name_the_kernel_never_writes_is_not_a_second_pf(
+    tree: FakeSysfs, caplog: pytest.LogCaptureFixture, alias: str
+) -> None:
+    """The kernel names functions only as %04x:%02x:%02x.%d. An alias in
+    bus/pci/devices with white space or without its domain parsed to the same address
+    and showed the PF twice, read from a directory other than the one written to."""
+    tree.build(igb_host(1, 2))
+    devices = tree.root / "bus/pci/devices"
+    (devices / alias).symlink_to(os.readlink(devices / PF))
+    (pf,) = read(tree.root).pfs
+    assert pf.name == PF and len(pf.vfs) == 2
+    assert f"{alias!r} is not a PCI address as the kernel writes it" in caplog.text
