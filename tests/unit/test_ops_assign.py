@@ -29,11 +29,14 @@ from qtagent.model.host import VfSettings
 from qtagent.model.types import ZERO_MAC, MacAddress, PciAddress, VfId
 from qtagent.netlink.api import Knob
 from qtagent.ops.assign import UnplugPolicy, attach, detach
+from qtagent.ops.context import HostContext
+from qtagent.ops.provision import set_vf_count
 from qtagent.store.records import AllocationState
 from qtagent.sysfs.pci import iommu_group_of
 from qtagent.virt.api import DomainState
 from qtagent.virt.errors import VirtConflict
 from tests.fakes.host_rig import FakeHostRig
+from tests.fakes.pci_bus import FakePciBus
 from tests.fakes.sysfs_tree import FakeNetdev, FakeNetdevsim, igb_host
 
 VM_MAC = MacAddress.parse("52:54:00:aa:00:01")
@@ -481,3 +484,51 @@ def test_an_undo_step_that_fails_is_noted_on_the_error_without_a_traceback(
     assert "undo: could not restore the VF's settings" in raised.value.diagnostics()
     assert rig.driver(1) == "igbvf"  # the later undo steps still ran
     assert "Traceback" not in caplog.text and all(r.exc_info is None for r in caplog.records)
+
+
+# ---------------------------------------------------------------- the host lock
+
+
+class _WriteHook(FakePciBus):
+    """The fake kernel, running ``before`` (once) just before the first sriov_numvfs
+    write: another process acting between a VF count check and its write."""
+
+    before: Callable[[], None] | None = None
+
+    def write_num_vfs(self, pf_name: str, count: int) -> None:
+        hook, self.before = self.before, None
+        if hook is not None:
+            hook()
+        super().write_num_vfs(pf_name, count)
+
+
+def test_an_attach_racing_a_vf_count_change_waits_for_the_host_lock(rig: FakeHostRig) -> None:
+    """C2 across processes (found in the third break-it pass): set-vfs checked the
+    allocations, another process attached VF1, then set-vfs wrote 0 and destroyed the
+    VF the VM now held. Every change runs under the host lock: the racing attach waits
+    for it (here it gives up, 30 s on the fake clock) and the VF stays free."""
+    bus = _WriteHook(rig.tree, dev_root=rig.ctx.paths.dev_root, netlink=rig.netlink)
+    ctx = HostContext.with_edges(
+        rig.ctx.paths, netlink=rig.netlink, virt=rig.virt, writer=bus,
+        clock=rig.clock, sleep=rig.clock.sleep,
+    )  # fmt: skip
+    raced: list[QtagentError] = []
+
+    def other_process() -> None:
+        other = HostContext.with_edges(
+            rig.ctx.paths, netlink=rig.netlink, virt=rig.virt, writer=bus,
+            clock=rig.clock, sleep=rig.clock.sleep,
+        )  # fmt: skip
+        try:
+            attach(other, "a", rig.pf_name, index=1)
+        except QtagentError as err:
+            raced.append(err)
+        finally:
+            other.close()
+
+    bus.before = other_process
+    result = set_vf_count(ctx, rig.pf_name, 6)
+    assert result.count.writes == (0, 6)
+    assert [type(err) for err in raced] == [Timeout]
+    assert "another qtagent process (pid" in raced[0].message
+    assert rig.allocation(1) is None and rig.hostdevs("a") == ()
