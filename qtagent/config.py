@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from qtagent.errors import ConfigError
-from qtagent.model.desired import VfDefaults
+from qtagent.model.desired import DriftPolicy, VfDefaults
 from qtagent.model.host import LinkState
 from qtagent.model.types import QOS_MAX, VLAN_MAX
 
@@ -59,6 +59,7 @@ class PfConfig:
     name: str
     num_vfs: int
     vf_defaults: VfDefaults = field(default_factory=VfDefaults)
+    drift: DriftPolicy = DriftPolicy.REPAIR
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +199,7 @@ def _pf(name: str, body: object, source: str) -> PfConfig:
             f"{where} must be a table, not {_describe(body)}",
             hint=f"write it as a section: {pf_section(name)} and below it num_vfs = N",
         )
-    _only_keys(body, {"num_vfs", "vf_defaults"}, where)
+    _only_keys(body, {"num_vfs", "vf_defaults", "drift"}, where)
     if "num_vfs" not in body:
         raise ConfigError(
             f"{where}: num_vfs is missing",
@@ -211,7 +212,18 @@ def _pf(name: str, body: object, source: str) -> PfConfig:
             f"{where}: vf_defaults must be a table, not {_describe(defaults)}",
             hint="write vf_defaults = { spoofchk = true, vlan = 10 } in the PF's section",
         )
-    return PfConfig(name, num_vfs, _defaults(defaults, where))
+    return PfConfig(name, num_vfs, _defaults(defaults, where), _drift(body, where))
+
+
+def _drift(body: Mapping[str, Any], where: str) -> DriftPolicy:
+    value = body.get("drift", DriftPolicy.REPAIR.value)
+    if isinstance(value, str) and value in {p.value for p in DriftPolicy}:
+        return DriftPolicy(value)
+    raise ConfigError(
+        f"{where}: drift = {_shown(value)} is not a drift policy",
+        hint='write drift = "repair" (put drift back where safe, the default) or '
+        'drift = "report" (only say so)',
+    )
 
 
 def _check_pf_name(name: str, where: str) -> None:

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from qtagent.model.host import LinkState
+
+
+class DriftPolicy(enum.StrEnum):
+    """What the daemon does when a PF or its VFs drift from what qtagent set up:
+    put it back where that is safe (``repair``), or only say so (``report``)."""
+
+    REPAIR = "repair"
+    REPORT = "report"
 
 
 @dataclass(frozen=True, slots=True)

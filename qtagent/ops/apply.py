@@ -26,8 +26,9 @@ from qtagent.journal.runner import Runner
 from qtagent.model.host import PfInfo
 from qtagent.model.types import VfId
 from qtagent.ops.context import HostContext
-from qtagent.ops.provision import apply_defaults, change_vf_count, defaults_request
+from qtagent.ops.provision import apply_defaults, change_vf_count
 from qtagent.ops.recover import changing
+from qtagent.plan.drift import defaults_request
 from qtagent.plan.knob_report import KnobOutcome, KnobReport
 from qtagent.plan.vfcount import VfCountPlan, plan_vf_count
 
@@ -135,7 +136,7 @@ def _plan_count(wanted: PfConfig, pf: PfInfo, held: dict[VfId, str]) -> VfCountP
 def _apply_count(
     ctx: HostContext, runner: Runner, wanted: PfConfig, pf: PfInfo, plan: VfCountPlan
 ) -> VfCountResult:
-    ctx.store.set_desired(pf.name, wanted.num_vfs, wanted.vf_defaults)
+    ctx.store.set_desired(pf.name, wanted.num_vfs, wanted.vf_defaults, wanted.drift)
     count = change_vf_count(ctx, runner, plan)
     if not count.partial:
         ctx.store.mark_applied(pf.name, wanted.num_vfs)

@@ -28,8 +28,8 @@ from qtagent.model.host import PfInfo
 from qtagent.ops.context import HostContext
 from qtagent.ops.recover import changing
 from qtagent.ops.release import detach
+from qtagent.plan.drift import defaults_request
 from qtagent.plan.knob_report import KnobReport
-from qtagent.plan.knobs import KnobRequest
 from qtagent.plan.vfcount import VfCountPlan, plan_vf_count
 from qtagent.store.journal import ChangeKind, Direction, JournalEntry, JsonValue
 from qtagent.store.quarantine import EventLog
@@ -146,21 +146,6 @@ def vf_count_plan(
 
 def rebuild_vf_count(ctx: HostContext, entry: JournalEntry) -> Plan:
     return vf_count_plan(ctx, dict(entry.intent))
-
-
-def defaults_request(defaults: VfDefaults) -> KnobRequest | None:
-    """The knob request that gives a VF these defaults; None if they set nothing."""
-    if defaults.is_empty():
-        return None
-    return KnobRequest(
-        vlan=defaults.vlan if defaults.vlan is not None or defaults.qos else None,
-        qos=defaults.qos or 0,
-        spoofchk=defaults.spoofchk,
-        trust=defaults.trust,
-        max_tx_rate=defaults.max_tx_rate,
-        min_tx_rate=defaults.min_tx_rate,
-        link_state=defaults.link_state,
-    )
 
 
 def apply_defaults(

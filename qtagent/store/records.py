@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Final
 
 from qtagent.errors import InvalidInput
-from qtagent.model.desired import VfDefaults
+from qtagent.model.desired import DriftPolicy, VfDefaults
 from qtagent.model.host import VfSettings
 from qtagent.model.types import (
     VF_INDEX_MAX,
@@ -161,6 +161,7 @@ class PfDesired:
     defaults: VfDefaults
     updated_at: datetime
     applied_at: datetime | None
+    drift: DriftPolicy = DriftPolicy.REPAIR
 
     def __post_init__(self) -> None:
         check_pf_name(self.pf)

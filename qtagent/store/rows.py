@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from qtagent.errors import InvalidInput
-from qtagent.model.desired import VfDefaults
+from qtagent.model.desired import DriftPolicy, VfDefaults
 from qtagent.model.host import LinkState, VfSettings
 from qtagent.model.types import MacAddress, VfId
 from qtagent.store.errors import StoreError
@@ -56,7 +56,7 @@ INSERT_ORIGINAL = """
 """
 SELECT_DESIRED = """
     SELECT pf, num_vfs, vlan, qos, spoofchk, trust, link_state, max_tx_rate, min_tx_rate,
-           updated_at, applied_at
+           updated_at, applied_at, drift
     FROM pf_desired
 """
 DESIRED_BY_PF = SELECT_DESIRED + " WHERE pf = ?"
@@ -64,8 +64,8 @@ ALL_DESIRED = SELECT_DESIRED + " ORDER BY pf"
 UPSERT_DESIRED = """
     INSERT OR REPLACE INTO pf_desired
         (pf, num_vfs, vlan, qos, spoofchk, trust, link_state, max_tx_rate, min_tx_rate, updated_at,
-         applied_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         applied_at, drift)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 
@@ -121,7 +121,7 @@ def original_from_row(row: tuple[Any, ...]) -> OriginalVf:
 
 
 def desired_from_row(row: tuple[Any, ...]) -> PfDesired:
-    pf, num_vfs, vlan, qos, spoofchk, trust, link, max_rate, min_rate, updated, applied = row
+    pf, num_vfs, vlan, qos, spoofchk, trust, link, max_rate, min_rate, updated, applied, drift = row
     with _row_errors("pf_desired", pf, None):
         defaults = VfDefaults(
             vlan=vlan,
@@ -132,7 +132,10 @@ def desired_from_row(row: tuple[Any, ...]) -> PfDesired:
             max_tx_rate=max_rate,
             min_tx_rate=min_rate,
         )
-        return PfDesired(pf, num_vfs, defaults, _time(updated), _time(applied) if applied else None)
+        return PfDesired(
+            pf, num_vfs, defaults, _time(updated), _time(applied) if applied else None,
+            DriftPolicy(drift),
+        )  # fmt: skip
 
 
 @contextmanager

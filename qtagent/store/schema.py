@@ -138,6 +138,34 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             # Each allocation's lease: a fresh token per hand-out, so that a late or
             # repeated release of an earlier hand-out never touches a later one.
             "ALTER TABLE allocations ADD COLUMN lease TEXT",
+            # What the daemon does with drift on the PF (qtagent.plan.drift).
+            """
+            ALTER TABLE pf_desired ADD COLUMN drift TEXT NOT NULL DEFAULT 'repair'
+                CHECK (drift IN ('repair', 'report'))
+            """,
+            # The drift the daemon sees now (replaced after each look), for `qtagent status`.
+            """
+            CREATE TABLE drift (
+                subject     TEXT NOT NULL,
+                aspect      TEXT NOT NULL,
+                want        TEXT NOT NULL,
+                have        TEXT NOT NULL,
+                repair      INTEGER NOT NULL CHECK (repair IN (0, 1)),
+                why         TEXT NOT NULL,
+                since       TEXT NOT NULL,
+                PRIMARY KEY (subject, aspect)
+            ) STRICT
+            """,
+            # The running daemon's heartbeat and one-line status (one row).
+            """
+            CREATE TABLE daemon (
+                id          INTEGER PRIMARY KEY CHECK (id = 1),
+                pid         INTEGER NOT NULL,
+                started_at  TEXT NOT NULL,
+                heartbeat_at TEXT NOT NULL,
+                status      TEXT NOT NULL
+            ) STRICT
+            """,
         ),
     ),
 )

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 
 from qtagent.errors import Conflict, InvalidInput, NotFound, QtagentError
-from qtagent.model.desired import VfDefaults
+from qtagent.model.desired import DriftPolicy, VfDefaults
 from qtagent.model.host import VfSettings
 from qtagent.model.types import MacAddress, VfId, check_vlan
 from qtagent.store import rows
@@ -234,7 +234,13 @@ class Store:
 
     # ------------------------------------------------------------ desired state
 
-    def set_desired(self, pf: str, num_vfs: int, defaults: VfDefaults | None = None) -> PfDesired:
+    def set_desired(
+        self,
+        pf: str,
+        num_vfs: int,
+        defaults: VfDefaults | None = None,
+        drift: DriftPolicy = DriftPolicy.REPAIR,
+    ) -> PfDesired:
         """Record the operator's VF count and VF defaults for ``pf``.
 
         A changed count clears ``applied_at``; the same count keeps it. Whether a
@@ -254,7 +260,7 @@ class Store:
                     rows.UPSERT_DESIRED,
                     (pf, num_vfs, d.vlan, d.qos, as_bit(d.spoofchk), as_bit(d.trust),
                      as_text(d.link_state), d.max_tx_rate, d.min_tx_rate, now,
-                     applied.isoformat() if applied else None),
+                     applied.isoformat() if applied else None, DriftPolicy(drift).value),
                 )  # fmt: skip
             result = self.desired(pf)
         assert result is not None
