@@ -94,6 +94,23 @@ class PciBinder:
             self._confirm(address, original)
         return BindResult(address, before, driver_of(self.sysfs, address), changed=True)
 
+    def probe_host_driver(self, vf: VfInfo) -> BindResult:
+        """Give a VF left without a driver one of the host's (whichever drivers_probe
+        finds): a repair of an external unbind. A VF with a driver is left alone."""
+        address = _pci(vf)
+        before = driver_of(self.sysfs, address)
+        if before is not None:
+            return BindResult(address, before, before, changed=False)
+        self.writer.set_driver_override(address, None)
+        self.writer.probe(address)
+        if not self._wait(lambda: driver_of(self.sysfs, address) is not None):
+            raise Timeout(
+                f"{address} has no driver {self.confirm_timeout_s:.0f} s after drivers_probe",
+                hint="check `dmesg`, the PF's sriov_drivers_autoprobe and that the VF "
+                "driver module is loaded",
+            )
+        return BindResult(address, before, driver_of(self.sysfs, address), changed=True)
+
     def _require_vfio_pci(self, vf: VfInfo) -> None:
         """Refuse before any effect when vfio-pci is not loaded: drivers_probe would
         find no driver, and the VF would be taken from its host driver for nothing."""

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from qtagent.model.desired import DriftPolicy, VfDefaults
+from qtagent.model.drift import Drift
 from qtagent.model.host import HostSnapshot, PfInfo, VfInfo
 from qtagent.model.types import VfId
 from qtagent.netlink.api import Knob
@@ -30,32 +31,7 @@ from qtagent.plan.knobs import KnobRequest, plan_knobs
 from qtagent.store.records import Allocation, AllocationState
 
 VFIO = "vfio-pci"
-
-
-@dataclass(frozen=True, slots=True)
-class Drift:
-    """One difference. ``repair``: qtagent puts it back; else ``why`` it only reports."""
-
-    subject: str
-    aspect: str
-    want: str
-    have: str
-    repair: bool
-    why: str = ""
-
-    def __str__(self) -> str:
-        action = "repairing" if self.repair else f"reported only: {self.why}"
-        return f"{self.subject}: {self.aspect} is {self.have}, not {self.want} ({action})"
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "subject": self.subject,
-            "aspect": self.aspect,
-            "want": self.want,
-            "have": self.have,
-            "repair": self.repair,
-            "why": self.why,
-        }
+__all__ = ["Desired", "Drift", "DriftPlan", "DriftPolicy", "defaults_request", "plan_drift"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,143 @@
+"""One look at the host: finish the journal, find drift, repair what is safe (issue 3).
+
+The daemon runs this at start, after each batch of udev and netlink events, and
+on its periodic check. Under the host lock: first the journal's due entries
+(:mod:`qtagent.ops.recover`), then a snapshot compared with the desired state
+(:mod:`qtagent.plan.drift`), then the repairs: VF counts through the journaled
+change, knobs through the PF one at a time with read-back, a host driver for a
+free VF left without one. What is only reported, or could not be repaired, is
+kept in the database's drift table for `qtagent status`; each change of the drift
+is an event. A pass that finds nothing to do writes nothing to sysfs or netlink.
+
+The desired state is the host config (PF names resolved against the snapshot on
+every pass, so a PF that appears later is picked up) recorded in the database,
+or, without a config, what `qtagent apply` recorded there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from qtagent.config import HostConfig
+from qtagent.effects.knobs import apply_knobs
+from qtagent.errors import NotFound, QtagentError
+from qtagent.journal.runner import Runner
+from qtagent.model.host import HostSnapshot
+from qtagent.ops.context import HostContext
+from qtagent.ops.provision import change_vf_count
+from qtagent.ops.recover import changing
+from qtagent.plan.drift import Desired, Drift, DriftPlan, plan_drift
+from qtagent.plan.vfcount import plan_vf_count
+from qtagent.store.quarantine import EventLog, QuarantineTable
+from qtagent.store.status import DriftTable
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileResult:
+    """What one pass found and did. ``failed``: repairs that did not succeed, each
+    with its error (they stay drift, and the next pass tries again)."""
+
+    drift: tuple[Drift, ...]
+    repaired: int
+    failed: tuple[str, ...]
+    unknown_pfs: tuple[str, ...] = ()
+
+    @property
+    def status(self) -> str:
+        """One line for sd_notify's STATUS and the log."""
+        reported = sum(1 for d in self.drift if not d.repair)
+        parts = [f"drift {len(self.drift)} ({self.repaired} repaired, {reported} reported)"]
+        if self.failed:
+            parts.append(f"{len(self.failed)} repairs failed")
+        if self.unknown_pfs:
+            parts.append(f"PFs not found: {', '.join(self.unknown_pfs)}")
+        return "; ".join(parts)
+
+
+def record_config(ctx: HostContext, config: HostConfig, snapshot: HostSnapshot) -> tuple[str, ...]:
+    """Record ``config``'s PFs that this host has as the desired state; returns the
+    names of those it does not have (yet)."""
+    missing = []
+    for wanted in config.pfs:
+        try:
+            pf = snapshot.pf(wanted.name)
+        except NotFound:
+            missing.append(wanted.name)
+            continue
+        recorded = ctx.store.desired(pf.name)
+        same = recorded is not None and (
+            (recorded.num_vfs, recorded.defaults, recorded.drift)
+            == (wanted.num_vfs, wanted.vf_defaults, wanted.drift)
+        )
+        if not same:
+            ctx.store.set_desired(pf.name, wanted.num_vfs, wanted.vf_defaults, wanted.drift)
+    return tuple(missing)
+
+
+def reconcile(ctx: HostContext, config: HostConfig | None = None) -> ReconcileResult:
+    """One pass (see the module docstring)."""
+    with changing(ctx) as runner:
+        snapshot = ctx.snapshot()
+        unknown = record_config(ctx, config, snapshot) if config is not None else ()
+        desired: Mapping[str, Desired] = {
+            d.pf: Desired(d.num_vfs, d.defaults, d.drift) for d in ctx.store.all_desired()
+        }
+        quarantined = [q.vf for q in QuarantineTable(ctx.store).all()]
+        plan = plan_drift(snapshot, desired, ctx.store.allocations(), quarantined)
+        failed = _repair(ctx, runner, snapshot, plan)
+        still = tuple(d for d in plan.drift if not d.repair or _subject_failed(d, failed))
+        _record(ctx, plan.drift, still)
+    result = ReconcileResult(
+        plan.drift, plan.repairs - len(failed), tuple(failed.values()), unknown
+    )
+    if plan.drift:
+        _log.info("reconcile: %s", result.status)
+    return result
+
+
+def _repair(
+    ctx: HostContext, runner: Runner, snapshot: HostSnapshot, plan: DriftPlan
+) -> dict[str, str]:
+    """Carry out the plan's repairs; returns subject -> error for those that failed."""
+    failed: dict[str, str] = {}
+    for pf_name, count in plan.counts:
+        try:
+            pf = snapshot.pf(pf_name)
+            change_vf_count(ctx, runner, plan_vf_count(pf, count, {}))
+        except QtagentError as err:
+            failed[f"PF {pf_name}"] = f"PF {pf_name}: {err.message}"
+    for vf_id, request in plan.knobs:
+        try:
+            pf = snapshot.pf(vf_id.pf)
+            assert pf.ifindex is not None
+            apply_knobs(ctx.netlink, pf.ifindex, vf_id.index, request, pf_name=pf.netdev)
+        except QtagentError as err:
+            failed[str(vf_id)] = f"{vf_id}: {err.message}"
+    for vf_id in plan.host_drivers:
+        try:
+            ctx.binder.probe_host_driver(snapshot.vf(vf_id))
+        except QtagentError as err:
+            failed[str(vf_id)] = f"{vf_id}: {err.message}"
+    return failed
+
+
+def _subject_failed(drift: Drift, failed: Mapping[str, str]) -> bool:
+    return drift.subject in failed
+
+
+def _record(ctx: HostContext, found: tuple[Drift, ...], still: tuple[Drift, ...]) -> None:
+    """Keep the drift that stays in the drift table; an event for each new or gone one."""
+    table = DriftTable(ctx.store)
+    before = {(d.subject, d.aspect) for d in table.all()}
+    events = EventLog(ctx.store)
+    for drift in found:
+        if drift.repair and drift not in still:
+            events.add("drift.repaired", drift.subject, str(drift))
+        elif (drift.subject, drift.aspect) not in before:
+            events.add("drift", drift.subject, str(drift))
+    if before or still:
+        table.replace(still)
