@@ -16,8 +16,10 @@ from qtagent.cli.common import EnvTwinOption, NonEmptyPath, NonEmptyText
 from qtagent.cli.host_cmds import apply_cmd, pf, vf
 from qtagent.cli.lab import lab
 from qtagent.cli.output import Options, VisibleFormatter, escape_echoes, shown, visible
+from qtagent.cli.status_cmd import status_cmd
 from qtagent.cli.vm_cmds import vm
 from qtagent.errors import InvalidInput, QtagentError, from_os_error
+from qtagent.journal.failpoints import Failpoints
 from qtagent.ops.context import HostContext, HostPaths
 from qtagent.store.sqlite import DEFAULT_PATH
 
@@ -180,7 +182,9 @@ def cli(
         libvirt_uri=libvirt_uri,
         netlink="pyroute2" if netlink == "pyroute2" else "rtnl",
     )
-    ctx.meta["host"] = ctx.with_resource(given if given is not None else HostContext(paths))
+    # QTAGENT_FAILPOINT arms a fault-injection point (qtagent.journal.failpoints).
+    opened = HostContext(paths, failpoints=Failpoints.from_env())
+    ctx.meta["host"] = ctx.with_resource(given if given is not None else opened)
 
 
 cli.add_command(pf)
@@ -188,6 +192,7 @@ cli.add_command(vf)
 cli.add_command(vm)
 cli.add_command(apply_cmd)
 cli.add_command(lab)
+cli.add_command(status_cmd)
 
 
 def main() -> None:
