@@ -1,0 +1,116 @@
+"""The daemon's logic, without its event plumbing (issue 3): what `qtagent serve` does
+at start, after a batch of udev and netlink events, on SIGHUP and periodically.
+
+- start: record the daemon in the database, finish what dead processes left in
+  the journal, load the host config and reconcile (a persisted desired count is
+  applied by the agent itself, C8);
+- a batch of events, or the periodic check: reconcile again;
+- reload: read the host config again; a config that does not parse is refused
+  and the one in force stays (the daemon keeps running, and says why);
+- stop: remove the daemon's record.
+
+Every method returns the one-line status the daemon gives systemd (sd_notify
+STATUS) and keeps in the database for `qtagent status`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from qtagent.config import HostConfig, load_host_config
+from qtagent.errors import QtagentError
+from qtagent.ops.context import HostContext
+from qtagent.ops.reconcile import ReconcileResult, reconcile
+from qtagent.ops.recover import recover_journal
+from qtagent.store.journal import Journal
+from qtagent.store.quarantine import EventLog, QuarantineTable
+from qtagent.store.status import DaemonTable
+
+_log = logging.getLogger(__name__)
+
+
+class Agent:
+    """The daemon's decisions for one host. ``config_path``: the host config file
+    (None, or a path that does not exist: the desired state recorded in the database)."""
+
+    def __init__(self, ctx: HostContext, config_path: Path | None) -> None:
+        self.ctx = ctx
+        self.config_path = config_path
+        self.config: HostConfig | None = None
+        self.config_error: str | None = None
+        self.passes = 0
+
+    def start(self) -> str:
+        DaemonTable(self.ctx.store).started("starting")
+        recovered = recover_journal(self.ctx)
+        for result in recovered:
+            _log.warning("at start: %s of %s %s", result.entry.kind, result.entry.subject,
+                         result.outcome)  # fmt: skip
+        self.config = self._load(initial=True)
+        return self._look()
+
+    def changed(self) -> str:
+        """After a batch of events: look again."""
+        return self._look()
+
+    def tick(self) -> str:
+        """The periodic check: the journal's retries fall due, drift may have crept in."""
+        return self._look()
+
+    def reload(self) -> str:
+        config = self._load(initial=False)
+        if self.config_error is None:
+            self.config = config
+            EventLog(self.ctx.store).add("config", str(self.config_path), "reloaded")
+        return self._look()
+
+    def stop(self) -> None:
+        DaemonTable(self.ctx.store).stopped()
+
+    def _load(self, *, initial: bool) -> HostConfig | None:
+        path = self.config_path
+        if path is None or not path.exists():
+            self.config_error = None
+            if initial:
+                _log.info("no host config at %s: keeping the desired state on record", path)
+            return None
+        try:
+            config = load_host_config(path)
+        except QtagentError as err:
+            self.config_error = err.message
+            _log.error("host config %s refused: %s", path, err.diagnostics())
+            EventLog(self.ctx.store).add("config", str(path), f"refused: {err.message}")
+            if initial:
+                raise
+            return self.config
+        self.config_error = None
+        return config
+
+    def _look(self) -> str:
+        self.passes += 1
+        try:
+            result = reconcile(self.ctx, self.config)
+        except QtagentError as err:
+            status = f"reconcile failed: {err.message}"
+            _log.error("%s", err.diagnostics())
+        else:
+            status = self._status(result)
+        DaemonTable(self.ctx.store).heartbeat(status)
+        return status
+
+    def _status(self, result: ReconcileResult) -> str:
+        snapshot = self.ctx.snapshot(settings=False)
+        store = self.ctx.store
+        parts = [
+            f"{len(snapshot.pfs)} PFs, {sum(len(pf.vfs) for pf in snapshot.pfs)} VFs, "
+            f"{len(store.allocations())} allocated, "
+            f"{len(QuarantineTable(store).all())} quarantined",
+            result.status,
+        ]
+        waiting = len(Journal(store).open_entries())
+        if waiting:
+            parts.append(f"{waiting} changes waiting in the journal")
+        if self.config_error is not None:
+            parts.append(f"config refused, the previous one stays: {self.config_error}")
+        return "; ".join(parts)

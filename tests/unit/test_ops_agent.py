@@ -1,0 +1,90 @@
+"""The daemon's logic (qtagent.ops.agent) over a whole fake host: start, events, a
+reload with a broken config, a restart that writes nothing (issue 3, C8)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qtagent.errors import ConfigError
+from qtagent.model.types import MacAddress
+from qtagent.ops.agent import Agent
+from qtagent.ops.assign import attach
+from qtagent.store.status import DaemonTable
+from tests.fakes.host_rig import FakeHostRig
+from tests.fakes.sysfs_tree import igb_host
+
+VM_MAC = MacAddress.parse("52:54:00:aa:00:01")
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[FakeHostRig]:
+    rig = FakeHostRig.build(tmp_path, igb_host(n_vfs=0))
+    rig.vm("a")
+    yield rig
+    rig.ctx.close()
+
+
+def write_config(rig: FakeHostRig, tmp_path: Path, num_vfs: int) -> Path:
+    path = tmp_path / "host.toml"
+    path.write_text(
+        f'[pf."{rig.pf_name}"]\nnum_vfs = {num_vfs}\nvf_defaults = {{ spoofchk = true }}\n'
+    )
+    return path
+
+
+def writes(rig: FakeHostRig) -> tuple[int, int]:
+    return rig.bus.writes, len(rig.netlink.sent)
+
+
+def test_start_applies_the_desired_count_itself(rig: FakeHostRig, tmp_path: Path) -> None:
+    agent = Agent(rig.ctx, write_config(rig, tmp_path, 4))
+
+    status = agent.start()
+
+    assert rig.ctx.pf(rig.pf_name, settings=False).num_vfs == 4
+    assert "1 PFs, 4 VFs, 0 allocated" in status
+    record = DaemonTable(rig.ctx.store).get()
+    assert record is not None and record.status == status
+
+
+def test_a_restart_with_vms_holding_vfs_writes_nothing(rig: FakeHostRig, tmp_path: Path) -> None:
+    config = write_config(rig, tmp_path, 4)
+    Agent(rig.ctx, config).start()
+    attach(rig.ctx, "a", rig.pf_name, index=1, mac=VM_MAC, vlan=100)
+    attach(rig.ctx, "a", rig.pf_name, index=2, mac=MacAddress.parse("52:54:00:aa:00:02"))
+    first = Agent(rig.ctx, config)
+    first.start()
+    first.stop()
+    before = writes(rig)
+
+    again = Agent(rig.ctx, config)
+    again.start()
+    again.tick()
+
+    assert writes(rig) == before
+    assert rig.hostdevs("a") == (rig.address(1), rig.address(2))
+
+
+def test_a_broken_config_on_reload_keeps_the_one_in_force(rig: FakeHostRig, tmp_path: Path) -> None:
+    config = write_config(rig, tmp_path, 2)
+    agent = Agent(rig.ctx, config)
+    agent.start()
+    config.write_text("[pf.x]\nnum_vfs = 'many'\n")
+
+    status = agent.reload()
+
+    assert "config refused, the previous one stays" in status
+    assert rig.ctx.pf(rig.pf_name, settings=False).num_vfs == 2
+    rig.ctx.writer.write_num_vfs(rig.pf_name, 0)  # drift: the old config is still repaired
+    agent.changed()
+    assert rig.ctx.pf(rig.pf_name, settings=False).num_vfs == 2
+
+
+def test_a_broken_config_at_start_is_fatal(rig: FakeHostRig, tmp_path: Path) -> None:
+    config = tmp_path / "host.toml"
+    config.write_text("num_vfs = [")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        Agent(rig.ctx, config).start()
