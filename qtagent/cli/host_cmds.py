@@ -31,6 +31,7 @@ from qtagent.ops.apply import apply_config
 from qtagent.ops.bind import Target, bind_vf
 from qtagent.ops.context import HostContext
 from qtagent.ops.provision import set_vf_count
+from qtagent.ops.unquarantine import unquarantine
 from qtagent.plan.knob_report import KnobOutcome, KnobReport
 
 
@@ -182,6 +183,20 @@ def vf_bind(pf_name: str, index: int, driver: str) -> None:
         text += " (unchanged)"
     emit({"vf": str(vf_id), "address": str(result.address), "before": result.before,
           "after": result.after, "changed": result.changed}, text)  # fmt: skip
+
+
+@vf.command("unquarantine", cls=NegativeNumbersAsValues)
+@click.argument("pf_name", metavar="PF", type=PF_NAME)
+@click.argument("index", type=VF_INDEX)
+def vf_unquarantine(pf_name: str, index: int) -> None:
+    """Check a quarantined VF again (no process holds its VFIO group, a host driver, no
+    VM's VLAN) and return it to the free pool; it stays quarantined if not clean."""
+    result = unquarantine(host(), pf_name, index)
+    emit(
+        {"vf": str(result.vf), "was": result.reason, "driver": result.driver},
+        f"{result.vf} is free again (on {result.driver or 'no driver'}); it was quarantined "
+        f"because {result.reason}",
+    )
 
 
 @click.command("apply")

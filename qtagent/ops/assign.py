@@ -232,7 +232,7 @@ def _choose_vf(ctx: HostContext, pf: PfInfo, index: int | None) -> VfInfo:
         if index in quarantined:
             raise Conflict(
                 f"{vf.id} is quarantined: {quarantined[index]}",
-                hint=f"check it, then `qtagent vf release {pf.name} {index}` to clear it; "
+                hint=f"deal with the cause, then `qtagent vf unquarantine {pf.name} {index}`; "
                 "or choose another VF",
             )
         why = dict(missing).get(index)

@@ -201,7 +201,7 @@ def release_plan(
         _, vf = current()
         if vf.address is None:
             return
-        holders = _vfio_holders(ctx, vf.address)
+        holders = vfio_holders(ctx, vf.address)
         if holders:
             found.quarantined = f"its VFIO group is still held by {holders}"
             return
@@ -326,7 +326,7 @@ def _not_restored(ctx: HostContext, vf_id: VfId) -> str | None:
     return "did not read back as restored: " + ", ".join(wrong)
 
 
-def _vfio_holders(ctx: HostContext, address: PciAddress) -> str:
+def vfio_holders(ctx: HostContext, address: PciAddress) -> str:
     """The processes holding the VF's VFIO group open ("" if none), for the reason."""
     group = iommu_group_of(ctx.paths.sysfs_root, address)
     if group is None:

@@ -11,11 +11,13 @@ The same runs against the real kernel in tests/lab/test_crash_lab.py.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from qtagent.errors import Conflict, NotFound
 from qtagent.journal.failpoints import Failpoints, points_of
 from qtagent.model.types import MacAddress, VfId
 from qtagent.ops.assign import ATTACH_STEPS, attach
@@ -24,6 +26,7 @@ from qtagent.ops.bind import BIND_STEPS, bind_vf
 from qtagent.ops.provision import VF_COUNT_STEPS, set_vf_count
 from qtagent.ops.recover import recover_journal
 from qtagent.ops.release import RELEASE_STEPS, detach
+from qtagent.ops.unquarantine import unquarantine
 from qtagent.store.journal import Journal
 from qtagent.store.quarantine import QuarantineTable
 from qtagent.store.records import AllocationState, VmRef
@@ -172,3 +175,22 @@ def test_a_repeated_release_with_a_stale_lease_touches_nothing(rig: FakeHostRig)
     now = rig.allocation(1)
     assert now is not None and now.state is AllocationState.ATTACHED and now.lease != lease.lease
     assert rig.hostdevs("a") == (first.vf.address,)
+
+
+def test_a_quarantined_vf_is_freed_only_once_clean(rig: FakeHostRig) -> None:
+    attach(rig.ctx, "a", rig.pf_name, index=1, mac=VM_MAC, vlan=100)
+    rig.hold_vfio_group(1, pid=4242)
+    detach(rig.ctx, "a", rig.pf_name, 1)
+
+    with pytest.raises(Conflict, match="stays quarantined: its VFIO group is still held"):
+        unquarantine(rig.ctx, rig.pf_name, 1)
+    assert rig.driver(1) == "vfio-pci"
+
+    shutil.rmtree(rig.ctx.paths.proc_root / "4242")  # the process went away
+    freed = unquarantine(rig.ctx, rig.pf_name, 1)
+
+    assert freed.driver == "igbvf" and rig.driver(1) == "igbvf"
+    assert QuarantineTable(rig.ctx.store).all() == ()
+    assert audit(rig.ctx, vm_settings=GIVEN) == ()
+    with pytest.raises(NotFound, match="not quarantined"):
+        unquarantine(rig.ctx, rig.pf_name, 1)
