@@ -1,36 +1,31 @@
 """The daemon's event values: what a udev uevent or an rtnetlink link message said,
-and a debounced batch of them. Pure: parsing takes the uevent's properties as a
-mapping (what ``udevadm monitor --property`` prints), not a pyudev object.
+and a debounced batch of them. Link events are decoded in
+:mod:`qtagent.netlink.link_events` and re-exported here. Pure: uevents are parsed
+from their properties as a mapping (what ``udevadm monitor --property`` prints),
+not from a pyudev object.
 """
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from qtagent.model.types import IFINDEX_MAX
+from qtagent.netlink.link_events import LinkChange, LinkEvent, valid_ifname
+
+__all__ = [
+    "SUBSYSTEMS", "Batch", "Event", "LinkChange", "LinkEvent", "Overrun", "Subsystem",
+    "UdevEvent", "valid_ifname",
+]  # fmt: skip
 
 Subsystem = Literal["pci", "net"]
 SUBSYSTEMS: Final[tuple[Subsystem, ...]] = ("pci", "net")
 
 # The kernel's form of a PCI name (%04x:%02x:%02x.%d), as sysfs and uevents give it.
 _PCI_NAME: Final = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]")
-_IFNAMSIZ: Final = 16  # include/uapi/linux/if.h, with the NUL
 _ACTION: Final = re.compile(r"[a-z]{1,16}")
-
-
-def valid_ifname(name: str) -> bool:
-    """The kernel's ``dev_valid_name``: 1 to 15 bytes, not ``.`` or ``..``, no ``/``,
-    ``:`` or white space."""
-    raw = name.encode("utf-8", "surrogateescape")
-    return (
-        0 < len(raw) < _IFNAMSIZ
-        and name not in (".", "..")
-        and not any(c in "/:" or c.isspace() or c == "\0" for c in name)
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,28 +77,6 @@ def _ifindex(text: str | None) -> int | Literal[False] | None:
     if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= IFINDEX_MAX:
         return False
     return int(text)
-
-
-class LinkChange(enum.Enum):
-    """What an rtnetlink link message announces."""
-
-    NEW = "RTM_NEWLINK"  # a link appeared or changed (its VF knobs, state, name)
-    DEL = "RTM_DELLINK"  # a link went away
-
-
-@dataclass(frozen=True, slots=True)
-class LinkEvent:
-    """One RTM_NEWLINK or RTM_DELLINK of an AF_UNSPEC link.
-
-    ``has_vfinfo``: the message carried IFLA_VFINFO_LIST. Notifications the kernel
-    multicasts carry none (it fills VF info only on request, RTEXT_FILTER_VF), so a
-    PF's RTM_NEWLINK after ``ip link set $pf vf ...`` says "look again", not what.
-    """
-
-    change: LinkChange
-    ifindex: int
-    ifname: str | None
-    has_vfinfo: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,11 +28,14 @@ NLM_F_ACK: Final = 0x4
 NLA_TYPE_MASK: Final = 0x3FFF  # drop NLA_F_NESTED and NLA_F_NET_BYTEORDER
 # rtnetlink.h
 RTM_NEWLINK: Final = 16
+RTM_DELLINK: Final = 17
 RTM_GETLINK: Final = 18
 RTM_SETLINK: Final = 19
 RTEXT_FILTER_VF: Final = 1 << 0
 RTEXT_FILTER_SKIP_STATS: Final = 1 << 3
+RTMGRP_LINK: Final = 0x1  # the multicast group of link notifications (``ip monitor link``)
 # if_link.h
+IFLA_IFNAME: Final = 3
 IFLA_NUM_VF: Final = 21
 IFLA_VFINFO_LIST: Final = 22
 IFLA_EXT_MASK: Final = 29
@@ -141,6 +144,20 @@ def _attrs(data: memoryview, offset: int, end: int) -> Iterator[tuple[int, int, 
             raise WireError(f"netlink attribute of length {length} at offset {offset} is cut")
         yield attr_type & NLA_TYPE_MASK, offset + _NLATTR.size, offset + length
         offset += (length + 3) & ~3
+
+
+def link_index(reply: Reply) -> tuple[int, int]:
+    """``(ifi_family, ifi_index)`` of an RTM_*LINK message."""
+    if len(reply.payload) < _IFINFOMSG.size:
+        raise WireError(f"link message of {len(reply.payload)} bytes has no ifinfomsg")
+    family, _type, index, _flags, _change = _IFINFOMSG.unpack_from(reply.payload)
+    return family, index
+
+
+def link_attributes(reply: Reply) -> Iterator[tuple[int, int, int]]:
+    """(type, payload start, payload end) of each top-level attribute of an RTM_*LINK
+    message, as offsets into ``reply.payload``; WireError for a cut attribute."""
+    return _attrs(reply.payload, _IFINFOMSG.size, len(reply.payload))
 
 
 def decode_vfs(reply: Reply) -> dict[int, VfSettings]:
