@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 import click
@@ -21,18 +20,26 @@ from qtagent.cli.common import (
     host,
 )
 from qtagent.cli.output import emit, table
-from qtagent.cli.views import PF_HEADERS, VF_HEADERS, pf_dict, pf_row, vf_dict, vf_row
+from qtagent.cli.views import (
+    PF_HEADERS,
+    VF_HEADERS,
+    capability_line,
+    pf_dict,
+    pf_row,
+    vf_dict,
+    vf_row,
+)
 from qtagent.config import load_host_config
-from qtagent.effects.knobs import apply_knobs
-from qtagent.errors import Conflict, InvalidInput, KernelError, Unsupported
+from qtagent.errors import InvalidInput, KernelError, Unsupported
 from qtagent.model.host import LinkState
 from qtagent.model.types import MacAddress, VfId
 from qtagent.ops.apply import apply_config
 from qtagent.ops.bind import Target, bind_vf
-from qtagent.ops.context import HostContext
+from qtagent.ops.program import set_vf_knobs
 from qtagent.ops.provision import set_vf_count
 from qtagent.ops.unquarantine import unquarantine
 from qtagent.plan.knob_report import KnobOutcome, KnobReport
+from qtagent.store.capabilities import CapabilityTable
 
 
 @click.group()
@@ -43,10 +50,19 @@ def pf() -> None:
 @pf.command("list")
 def pf_list() -> None:
     """Every SR-IOV capable PF on this host."""
-    snapshot = host().snapshot(settings=False)
+    ctx = host()
+    snapshot = ctx.snapshot(settings=False)
+    store = ctx.store_for_reading
+    learned = {
+        driver: CapabilityTable(store).of(driver) if store is not None else ()
+        for driver in {p.driver for p in snapshot.pfs if p.driver}
+    }
     rows = [pf_row(p) for p in snapshot.pfs]
     text = table(PF_HEADERS, rows) if rows else "no SR-IOV capable PF found"
-    emit([pf_dict(p) for p in snapshot.pfs], text)
+    lines = [capability_line(driver, caps) for driver, caps in sorted(learned.items()) if caps]
+    if lines:
+        text += "\n\nVF knobs learned from the drivers' answers:\n" + "\n".join(lines)
+    emit([pf_dict(p, learned.get(p.driver or "", ())) for p in snapshot.pfs], text)
 
 
 @pf.command("set-vfs", cls=NegativeNumbersAsValues)
@@ -134,27 +150,11 @@ def vf_set(
         raise InvalidInput(
             "no knob given", hint="give at least one of --mac, --vlan, --spoofchk, ..."
         )
-    ctx = host()
-    pf_info = ctx.pf(pf_name, settings=False)
-    refuse_if_assigned(ctx, pf_info.vf(index).id, "its settings")
-    if pf_info.ifindex is None:
-        raise Unsupported(f"PF {pf_info.name} has no network interface to send VF settings through")
-    report = apply_knobs(ctx.netlink, pf_info.ifindex, index, request, pf_name=pf_info.netdev)
+    report = set_vf_knobs(host(), pf_name, index, request)
     emit(report.to_dict(), report.table())
     code = knob_exit_code(report)
     if code:
         raise SystemExit(code)
-
-
-def refuse_if_assigned(ctx: HostContext, vf_id: VfId, what: str) -> None:
-    """Refuse (Conflict, exit 4) to change ``what`` of a VF a VM holds: qtagent set it
-    up for the VM, and restores it from what it recorded when the VF is released."""
-    vm = holders(ctx).get(vf_id)
-    if vm is not None:
-        raise Conflict(
-            f"{vf_id} is assigned to VM {vm!r}; qtagent manages {what}; nothing was changed",
-            hint=f"detach it first: qtagent vm detach {shlex.quote(vm)} {vf_id.pf} {vf_id.index}",
-        )
 
 
 def knob_exit_code(report: KnobReport) -> int:

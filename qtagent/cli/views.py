@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from qtagent.model.host import PfInfo, VfInfo
 from qtagent.model.types import VfId
+from qtagent.store.capabilities import Capability
 
 PF_HEADERS = ("pf", "ids", "device", "driver", "netdev", "link", "numa", "iommu", "vfs")
 VF_HEADERS = (
@@ -32,7 +33,8 @@ def pf_row(pf: PfInfo) -> tuple[object, ...]:
     )
 
 
-def pf_dict(pf: PfInfo) -> dict[str, object]:
+def pf_dict(pf: PfInfo, capabilities: Sequence[Capability] = ()) -> dict[str, object]:
+    """The PF as JSON; ``capabilities``: what its driver is known to have and lack."""
     identity = pf.identity
     vf_identity = pf.vf_identity
     return {
@@ -54,7 +56,21 @@ def pf_dict(pf: PfInfo) -> dict[str, object]:
         "iommu_group": pf.iommu_group,
         "total_vfs": pf.total_vfs,
         "num_vfs": pf.num_vfs,
+        "vf_knobs": {
+            "supported": [str(c.knob) for c in capabilities if c.supported],
+            "unsupported": {str(c.knob): c.detail for c in capabilities if not c.supported},
+        },
     }
+
+
+def capability_line(driver: str, capabilities: Sequence[Capability]) -> str:
+    """``igb: has mac, vlan, spoofchk; lacks link_state (EOPNOTSUPP)``."""
+    has = [str(c.knob) for c in capabilities if c.supported]
+    lacks = [f"{c.knob} ({c.detail})" for c in capabilities if not c.supported]
+    parts = ([f"has {', '.join(has)}"] if has else []) + (
+        [f"lacks {', '.join(lacks)}"] if lacks else []
+    )
+    return f"  {driver}: " + "; ".join(parts)
 
 
 def vf_row(vf: VfInfo, holders: Mapping[VfId, str]) -> tuple[object, ...]:

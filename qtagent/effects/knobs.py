@@ -93,11 +93,13 @@ def apply_knobs(
     retry: RetryPolicy = DEFAULT_RETRY,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    unsupported: Mapping[Knob, str] | None = None,
 ) -> KnobReport:
     """Apply ``request`` to one VF; see :func:`apply_knobs_many`."""
     (report,) = apply_knobs_many(
-        nl, pf_ifindex, {vf: request}, pf_name=pf_name, retry=retry, sleep=sleep, clock=clock
-    )
+        nl, pf_ifindex, {vf: request}, pf_name=pf_name, retry=retry, sleep=sleep, clock=clock,
+        unsupported=unsupported,
+    )  # fmt: skip
     return report
 
 
@@ -110,14 +112,17 @@ def apply_knobs_many(
     retry: RetryPolicy = DEFAULT_RETRY,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    unsupported: Mapping[Knob, str] | None = None,
 ) -> tuple[KnobReport, ...]:
     """Apply a request to each of several VFs of one PF; reports in VF order.
 
     Each VF is its own request: a required knob failing on one VF rolls back that VF
     only. Raises NotFound before sending anything when a VF does not exist, and
     KnobsNotApplied (carrying every report) when any VF's required knob failed.
+    ``unsupported``: knobs the PF's driver is known to lack (knob -> how it is known);
+    they are answered unsupported without being sent.
     """
-    kernel = _Kernel(nl, pf_ifindex, retry, sleep, clock)
+    kernel = _Kernel(nl, pf_ifindex, retry, sleep, clock, unsupported=unsupported or {})
     name = pf_name or link_name(pf_ifindex)
     before = kernel.read()
     missing = sorted(set(requests) - before.keys())
@@ -173,6 +178,8 @@ class _Kernel:
         retry: RetryPolicy,
         sleep: Callable[[float], None],
         clock: Callable[[], float],
+        *,
+        unsupported: Mapping[Knob, str],
     ) -> None:
         self.nl, self.pf_ifindex, self.retry, self.sleep, self.clock = (
             nl,
@@ -181,6 +188,7 @@ class _Kernel:
             sleep,
             clock,
         )
+        self.unsupported = unsupported
 
     def read(self) -> Mapping[int, VfSettings]:
         box: list[Mapping[int, VfSettings]] = []
@@ -195,6 +203,9 @@ class _Kernel:
         return box[0]
 
     def send(self, vf: int, step: KnobStep) -> _Sent:
+        known = self.unsupported.get(step.knob)
+        if known is not None:
+            return _Sent(KnobOutcome.UNSUPPORTED, 0, errno.EOPNOTSUPP, f"not sent: {known}")
         done = retry_transient(
             lambda: self.nl.set_knob(self.pf_ifindex, vf, step.knob, step.value),
             self.retry,

@@ -23,7 +23,6 @@ import logging
 import shlex
 from dataclasses import dataclass
 
-from qtagent.effects.knobs import apply_knobs
 from qtagent.effects.vfcount import readiness
 from qtagent.errors import Conflict, InvalidInput, NotFound, Unsupported
 from qtagent.journal.runner import Plan, Step
@@ -31,6 +30,7 @@ from qtagent.model.host import PfBus, PfInfo, VfInfo
 from qtagent.model.types import MacAddress, VfId, check_vlan, check_vm_name
 from qtagent.netlink.api import Knob
 from qtagent.ops.context import HostContext
+from qtagent.ops.program import program_vf
 from qtagent.ops.recover import changing
 from qtagent.ops.release import (
     DetachResult,
@@ -142,10 +142,9 @@ def attach_plan(
 
     def knobs() -> None:
         pf, _ = current()
-        assert pf.ifindex is not None
         required = frozenset({Knob.SPOOFCHK, Knob.VLAN} | ({Knob.MAC} if mac else set()))
         request = KnobRequest(mac=mac, vlan=vlan, qos=qos, spoofchk=True, required=required)
-        knob_reports.append(apply_knobs(ctx.netlink, pf.ifindex, index, request, pf_name=pf.netdev))
+        knob_reports.append(program_vf(ctx, pf, index, request))
 
     def unknobs() -> None:
         pf, vf = current()

@@ -19,13 +19,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 
-from qtagent.effects.knobs import apply_knobs_many
 from qtagent.effects.vfcount import VfCountResult, WaitPolicy, wait_for_vfs, write_num_vfs
 from qtagent.errors import Conflict, InvalidInput
 from qtagent.journal.runner import Plan, Runner, Step
 from qtagent.model.desired import VfDefaults
 from qtagent.model.host import PfInfo
 from qtagent.ops.context import HostContext
+from qtagent.ops.program import program_vfs
 from qtagent.ops.recover import changing
 from qtagent.ops.release import detach
 from qtagent.plan.drift import defaults_request
@@ -156,6 +156,4 @@ def apply_defaults(
     targets = sorted(indexes)
     if request is None or not targets or pf.ifindex is None:
         return ()
-    return apply_knobs_many(
-        ctx.netlink, pf.ifindex, dict.fromkeys(targets, request), pf_name=pf.netdev or pf.name
-    )
+    return program_vfs(ctx, pf, dict.fromkeys(targets, request))

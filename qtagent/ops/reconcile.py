@@ -21,11 +21,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from qtagent.config import HostConfig
-from qtagent.effects.knobs import apply_knobs
 from qtagent.errors import NotFound, QtagentError
 from qtagent.journal.runner import Runner
 from qtagent.model.host import HostSnapshot
 from qtagent.ops.context import HostContext
+from qtagent.ops.program import program_vf
 from qtagent.ops.provision import change_vf_count
 from qtagent.ops.recover import changing
 from qtagent.plan.drift import Desired, Drift, DriftPlan, plan_drift
@@ -112,9 +112,7 @@ def _repair(
             failed[f"PF {pf_name}"] = f"PF {pf_name}: {err.message}"
     for vf_id, request in plan.knobs:
         try:
-            pf = snapshot.pf(vf_id.pf)
-            assert pf.ifindex is not None
-            apply_knobs(ctx.netlink, pf.ifindex, vf_id.index, request, pf_name=pf.netdev)
+            program_vf(ctx, snapshot.pf(vf_id.pf), vf_id.index, request)
         except QtagentError as err:
             failed[str(vf_id)] = f"{vf_id}: {err.message}"
     for vf_id in plan.host_drivers:

@@ -26,13 +26,13 @@ import logging
 import math
 from dataclasses import dataclass
 
-from qtagent.effects.knobs import apply_knobs
 from qtagent.errors import Conflict, InvalidInput, NotFound, Timeout
 from qtagent.journal.runner import Plan, Runner, Step
 from qtagent.model.host import PfInfo, VfInfo, VfSettings
 from qtagent.model.types import MacAddress, PciAddress, VfId, check_vm_name
 from qtagent.netlink.api import Knob
 from qtagent.ops.context import HostContext
+from qtagent.ops.program import program_vf
 from qtagent.plan.knob_report import KnobOutcome
 from qtagent.plan.knobs import KnobRequest
 from qtagent.store.journal import ChangeKind, Direction, JournalEntry, JsonValue
@@ -289,7 +289,7 @@ def restore_knobs(ctx: HostContext, pf: PfInfo, vf: VfInfo, *, exact: bool = Fal
         trust=settings.trust,
         required=frozenset(),
     )
-    report = apply_knobs(ctx.netlink, pf.ifindex, vf.index, request, pf_name=pf.netdev)
+    report = program_vf(ctx, pf, vf.index, request)
     mac_result = report.result(Knob.MAC)
     if fresh:
         return True
@@ -297,7 +297,7 @@ def restore_knobs(ctx: HostContext, pf: PfInfo, vf: VfInfo, *, exact: bool = Fal
         new = MacAddress.random_local_unicast()
         log.info("%s: driver refused MAC %s; setting random %s", vf.id, settings.mac, new)
         retry = KnobRequest(mac=new, required=frozenset({Knob.MAC}))
-        apply_knobs(ctx.netlink, pf.ifindex, vf.index, retry, pf_name=pf.netdev)
+        program_vf(ctx, pf, vf.index, retry)
         return True
     return False
 

@@ -62,10 +62,11 @@ class KnobResult:
 
     @property
     def refused(self) -> bool:
-        """The kernel did not take it: rejected, or unsupported after it was sent.
-        (Unsupported and never sent - asked at its default - is only a warning.)"""
+        """The kernel did not take it: rejected, or unsupported as the driver answered
+        (now, or earlier: a knob it is known to lack is not sent again). Unsupported
+        without an answer - asked at its default, nothing sent - is only a warning."""
         return self.outcome is KnobOutcome.REJECTED or (
-            self.outcome is KnobOutcome.UNSUPPORTED and self.attempts > 0
+            self.outcome is KnobOutcome.UNSUPPORTED and self.errno is not None
         )
 
     @property

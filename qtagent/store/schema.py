@@ -156,6 +156,19 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
                 PRIMARY KEY (subject, aspect)
             ) STRICT
             """,
+            # Which VF knobs each PF driver has, learned from its answers (EOPNOTSUPP: it
+            # lacks the knob; a confirmed set: it has it), so that requests that cannot
+            # succeed fail fast and `qtagent pf list` can say what a PF offers.
+            """
+            CREATE TABLE capabilities (
+                driver      TEXT NOT NULL CHECK (length(driver) BETWEEN 1 AND 64),
+                knob        TEXT NOT NULL CHECK (length(knob) BETWEEN 1 AND 32),
+                supported   INTEGER NOT NULL CHECK (supported IN (0, 1)),
+                detail      TEXT NOT NULL,
+                learned_at  TEXT NOT NULL,
+                PRIMARY KEY (driver, knob)
+            ) STRICT
+            """,
             # The running daemon's heartbeat and one-line status (one row).
             """
             CREATE TABLE daemon (
