@@ -43,7 +43,7 @@ from qtagent.plan.binding import check_vfio_viable
 from qtagent.plan.knob_report import KnobReport
 from qtagent.plan.knobs import KnobRequest
 from qtagent.store.journal import ChangeKind, Direction, JournalEntry, JsonValue
-from qtagent.store.quarantine import EventLog, QuarantineTable
+from qtagent.store.quarantine import EventLog, OperatorVfio, QuarantineTable
 from qtagent.store.records import AllocationState, VmRef
 from qtagent.virt.api import DomainState
 from qtagent.virt.domain_xml import hostdev_xml
@@ -223,11 +223,19 @@ def _choose_vf(ctx: HostContext, pf: PfInfo, index: int | None) -> VfInfo:
         )
     held = {a.vf.index: a.vm.name for a in ctx.store.allocations(pf=pf.name)}
     quarantined = {q.vf.index: q.reason for q in QuarantineTable(ctx.store).all(pf=pf.name)}
+    operators = {vf.index for vf in OperatorVfio(ctx.store).all() if vf.pf == pf.name}
     ready, missing = readiness(pf, pf.num_vfs)
     if index is not None:
         vf = pf.vf(index)
         if index in held:
             raise Conflict(f"{vf.id} is already assigned to VM {held[index]!r}")
+        if index in operators:
+            raise Conflict(
+                f"{vf.id} was bound to vfio-pci by the operator (qtagent vf bind): it is "
+                "theirs, for a user outside qtagent",
+                hint=f"give it back first (qtagent vf bind {pf.name} {index} --driver host), "
+                "or choose another VF",
+            )
         if index in quarantined:
             raise Conflict(
                 f"{vf.id} is quarantined: {quarantined[index]}",
@@ -240,7 +248,8 @@ def _choose_vf(ctx: HostContext, pf: PfInfo, index: int | None) -> VfInfo:
         return vf
     for candidate in ready:
         vf = pf.vf(candidate)
-        if candidate not in held and candidate not in quarantined and vf.driver != VFIO:
+        aside = candidate in quarantined or candidate in operators
+        if candidate not in held and not aside and vf.driver != VFIO:
             return vf
     raise Conflict(
         f"PF {pf.name} has no free VF ({pf.num_vfs} VFs, {len(held)} assigned, "

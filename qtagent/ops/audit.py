@@ -16,7 +16,7 @@ from qtagent.model.types import MacAddress, VfId
 from qtagent.ops.context import HostContext
 from qtagent.plan.consistency import Finding, check_consistency
 from qtagent.store.journal import Journal
-from qtagent.store.quarantine import QuarantineTable
+from qtagent.store.quarantine import set_aside
 from qtagent.virt.api import DomainState
 
 
@@ -34,7 +34,7 @@ def audit(
     return check_consistency(
         ctx.snapshot(),
         store.allocations(),
-        [q.vf for q in QuarantineTable(store).all()],
+        set_aside(store),
         hostdevs,
         journal_vfs(Journal(store)),
         vm_settings=vm_settings,

@@ -16,9 +16,11 @@ from qtagent.effects.binding import VFIO, BindResult
 from qtagent.errors import Conflict, InvalidInput
 from qtagent.journal.runner import Plan, Step
 from qtagent.model.host import VfInfo
+from qtagent.model.types import VfId
 from qtagent.ops.context import HostContext
 from qtagent.ops.recover import changing
 from qtagent.store.journal import ChangeKind, Direction, JournalEntry, JsonValue
+from qtagent.store.quarantine import OperatorVfio
 from qtagent.sysfs.pci import driver_of
 
 Target = Literal["vfio-pci", "host"]
@@ -82,8 +84,16 @@ def bind_plan(
         else:
             ctx.binder.to_host(vf, original)
 
+    def complete() -> None:
+        vf_id = VfId(pf_name, index)
+        if target == VFIO:
+            OperatorVfio(ctx.store).add(vf_id)
+        else:
+            OperatorVfio(ctx.store).remove(vf_id)
+
     subject = f"{pf_name} VF {index} to {target}"
-    return Plan(ChangeKind.BIND, subject, intent, (Step("bind", bind, unbind),), Direction.BACKWARD)
+    steps = (Step("bind", bind, unbind, "put back its driver"),)
+    return Plan(ChangeKind.BIND, subject, intent, steps, Direction.BACKWARD, complete)
 
 
 def rebuild_bind(ctx: HostContext, entry: JournalEntry) -> Plan:

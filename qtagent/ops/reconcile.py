@@ -30,7 +30,7 @@ from qtagent.ops.provision import change_vf_count
 from qtagent.ops.recover import changing
 from qtagent.plan.drift import Desired, Drift, DriftPlan, plan_drift
 from qtagent.plan.vfcount import plan_vf_count
-from qtagent.store.quarantine import EventLog, QuarantineTable
+from qtagent.store.quarantine import EventLog, set_aside
 from qtagent.store.status import DriftTable
 
 _log = logging.getLogger(__name__)
@@ -86,8 +86,7 @@ def reconcile(ctx: HostContext, config: HostConfig | None = None) -> ReconcileRe
         desired: Mapping[str, Desired] = {
             d.pf: Desired(d.num_vfs, d.defaults, d.drift) for d in ctx.store.all_desired()
         }
-        quarantined = [q.vf for q in QuarantineTable(ctx.store).all()]
-        plan = plan_drift(snapshot, desired, ctx.store.allocations(), quarantined)
+        plan = plan_drift(snapshot, desired, ctx.store.allocations(), set_aside(ctx.store))
         failed = _repair(ctx, runner, snapshot, plan)
         still = tuple(d for d in plan.drift if not d.repair or _subject_failed(d, failed))
         _record(ctx, plan.drift, still)

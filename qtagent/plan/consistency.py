@@ -3,7 +3,8 @@
 The invariants a crash must never break (issue 3), checked after every restart
 by the fault-injection test and shown by `qtagent status`:
 
-- no VF is on vfio-pci without an owner (an allocation, or a quarantine);
+- no VF is on vfio-pci without an owner (an allocation, a quarantine, or the
+  operator, who bound it there with `qtagent vf bind`);
 - no VF is held by two VMs, or by a VM the database does not name;
 - no free VF carries a VM's MAC or VLAN;
 - every attached allocation's VF is on vfio-pci and in its VM's live XML;
@@ -36,18 +37,19 @@ class Finding:
 def check_consistency(
     snapshot: HostSnapshot,
     allocations: Iterable[Allocation],
-    quarantined: Iterable[VfId],
+    set_aside: Iterable[VfId],
     hostdevs: Mapping[str, Iterable[PciAddress]],
     in_journal: Iterable[VfId],
     *,
     vm_settings: Iterable[tuple[MacAddress | None, int]] = (),
 ) -> tuple[Finding, ...]:
-    """Every broken invariant. ``hostdevs``: each running VM's VF addresses, from its
+    """Every broken invariant. ``set_aside``: quarantined VFs and the operator's
+    vfio-pci ones. ``hostdevs``: each running VM's VF addresses, from its
     live XML. ``in_journal``: the VFs a journal entry is changing. Free VFs must
     carry none of the MACs and VLANs given to VMs: those of the allocations, and
     ``vm_settings`` (MAC, VLAN) of hand-outs since released."""
     owned = {a.vf: a for a in allocations}
-    held_aside = set(quarantined)
+    held_aside = set(set_aside)
     changing = set(in_journal)
     given = [(a.mac, a.vlan) for a in owned.values()] + list(vm_settings)
     vm_macs = {mac for mac, _ in given if mac is not None}

@@ -63,11 +63,12 @@ def plan_drift(
     snapshot: HostSnapshot,
     desired: Mapping[str, Desired],
     allocations: Iterable[Allocation],
-    quarantined: Iterable[VfId] = (),
+    set_aside: Iterable[VfId] = (),
 ) -> DriftPlan:
-    """Compare ``snapshot`` with ``desired`` (by PF device name) and the allocations."""
+    """Compare ``snapshot`` with ``desired`` (by PF device name) and the allocations.
+    ``set_aside``: VFs left alone (quarantined, or the operator's on vfio-pci)."""
     owned = {a.vf: a for a in allocations}
-    aside = set(quarantined)
+    aside = set(set_aside)
     drift: list[Drift] = []
     counts: list[tuple[str, int]] = []
     knobs: list[tuple[VfId, KnobRequest]] = []

@@ -87,6 +87,40 @@ class QuarantineTable:
         return tuple(_quarantined(row) for row in found)
 
 
+class OperatorVfio:
+    """The VFs the operator bound to vfio-pci with `qtagent vf bind`."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def add(self, vf: VfId) -> None:
+        check_vf_id(vf)
+        with self._store.transaction(), sql_errors(f"record {vf} as the operator's"):
+            self._store.connection.execute(
+                "INSERT OR IGNORE INTO operator_vfio (pf, vf_index, since) VALUES (?, ?, ?)",
+                (vf.pf, vf.index, self._store.now_text()),
+            )
+
+    def remove(self, vf: VfId) -> None:
+        with self._store.transaction(), sql_errors(f"forget {vf} as the operator's"):
+            self._store.connection.execute(
+                "DELETE FROM operator_vfio WHERE pf = ? AND vf_index = ?", (vf.pf, vf.index)
+            )
+
+    def all(self) -> tuple[VfId, ...]:
+        with sql_errors("list the operator's vfio-pci VFs"):
+            rows = self._store.connection.execute(
+                "SELECT pf, vf_index FROM operator_vfio ORDER BY pf, vf_index"
+            ).fetchall()
+        return tuple(VfId(pf, index) for pf, index in rows)
+
+
+def set_aside(store: Store) -> tuple[VfId, ...]:
+    """The VFs no one may be handed, nor drift be repaired on: quarantined ones, and
+    the ones the operator bound to vfio-pci."""
+    return tuple(q.vf for q in QuarantineTable(store).all()) + OperatorVfio(store).all()
+
+
 class EventLog:
     """The agent's recent events, newest last."""
 

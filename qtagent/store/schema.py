@@ -124,6 +124,16 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
                 PRIMARY KEY (pf, vf_index)
             ) STRICT
             """,
+            # VFs the operator bound to vfio-pci (`qtagent vf bind`): theirs, for a user
+            # outside qtagent (DPDK, a VM qtagent does not manage); never handed out.
+            """
+            CREATE TABLE operator_vfio (
+                pf          TEXT NOT NULL,
+                vf_index    INTEGER NOT NULL CHECK (vf_index BETWEEN 0 AND 65535),
+                since       TEXT NOT NULL,
+                PRIMARY KEY (pf, vf_index)
+            ) STRICT
+            """,
             # What the agent did and saw, newest last, trimmed to the last few hundred:
             # `qtagent status` shows the tail. Not the audit log (that is its own record).
             """

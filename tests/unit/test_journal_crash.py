@@ -28,7 +28,7 @@ from qtagent.ops.recover import recover_journal
 from qtagent.ops.release import RELEASE_STEPS, detach
 from qtagent.ops.unquarantine import unquarantine
 from qtagent.store.journal import Journal
-from qtagent.store.quarantine import QuarantineTable
+from qtagent.store.quarantine import OperatorVfio, QuarantineTable
 from qtagent.store.records import AllocationState, VmRef
 from tests.fakes.host_rig import FakeHostRig
 from tests.fakes.sysfs_tree import igb_host
@@ -194,3 +194,15 @@ def test_a_quarantined_vf_is_freed_only_once_clean(rig: FakeHostRig) -> None:
     assert audit(rig.ctx, vm_settings=GIVEN) == ()
     with pytest.raises(NotFound, match="not quarantined"):
         unquarantine(rig.ctx, rig.pf_name, 1)
+
+
+def test_a_vf_the_operator_bound_to_vfio_pci_is_theirs(rig: FakeHostRig) -> None:
+    bind_vf(rig.ctx, rig.pf_name, 2, "vfio-pci")
+
+    assert audit(rig.ctx, vm_settings=GIVEN) == ()  # owned: by the operator
+    with pytest.raises(Conflict, match="bound to vfio-pci by the operator"):
+        attach(rig.ctx, "a", rig.pf_name, index=2)
+    assert attach(rig.ctx, "a", rig.pf_name).vf.index == 0
+
+    bind_vf(rig.ctx, rig.pf_name, 2, "host")
+    assert rig.driver(2) == "igbvf" and OperatorVfio(rig.ctx.store).all() == ()
