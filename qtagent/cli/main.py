@@ -16,6 +16,7 @@ from qtagent.cli.common import EnvTwinOption, NonEmptyPath, NonEmptyText
 from qtagent.cli.host_cmds import apply_cmd, pf, vf
 from qtagent.cli.lab import lab
 from qtagent.cli.output import Options, VisibleFormatter, escape_echoes, shown, visible
+from qtagent.cli.serve_cmd import serve_cmd
 from qtagent.cli.status_cmd import status_cmd
 from qtagent.cli.vm_cmds import vm
 from qtagent.errors import InvalidInput, QtagentError, from_os_error
@@ -193,6 +194,7 @@ cli.add_command(vm)
 cli.add_command(apply_cmd)
 cli.add_command(lab)
 cli.add_command(status_cmd)
+cli.add_command(serve_cmd)
 
 
 def main() -> None:
