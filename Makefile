@@ -43,6 +43,7 @@ test-lab:
 
 bench:
 	$(PY) bench/bench_enumerate.py
+	$(PY) bench/bench_reconcile.py
 	$(QTAGENT) lab run -- $(PY) bench/bench_vf_knobs.py
 
 clean:
