@@ -66,6 +66,7 @@ class DaemonLoop:
     def run(self) -> int:
         """Start, serve until SIGTERM or SIGINT, stop; the exit code."""
         self.notifier.status("starting")
+        self._pet_watchdog(self.clock(), force=True)  # start() gets a whole WatchdogSec
         try:
             status = self.handler.start()
         except QtagentError as err:
