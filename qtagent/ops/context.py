@@ -208,11 +208,13 @@ class HostContext:
     def binder(self) -> PciBinder:
         return PciBinder(self.writer, self.paths.dev_root, clock=self.clock, sleep=self.sleep)
 
-    def snapshot(self, *, settings: bool = True) -> HostSnapshot:
+    def snapshot(
+        self, *, settings: bool = True, settings_of: frozenset[str] | None = None
+    ) -> HostSnapshot:
         """The host now; VF settings are read over netlink only when asked for
-        (opening netlink is the costly part of a read), and only where netlink
-        describes the tree read (see the module docstring): elsewhere they stay
-        unknown."""
+        (opening netlink is the costly part of a read), only for the PFs named in
+        ``settings_of`` when given, and only where netlink describes the tree read
+        (see the module docstring): elsewhere they stay unknown."""
         if self._reader is None:
             root = self._sysfs_root()
             self._reader = SysfsReader(root)
@@ -226,7 +228,7 @@ class HostContext:
             )  # fmt: skip
             return self._reader.snapshot()
         self._settings_reader.netlink = self.netlink
-        return self._settings_reader.snapshot()
+        return self._settings_reader.snapshot(settings_of=settings_of)
 
     def _sysfs_root(self) -> Path:
         """The sysfs root, refused if it is not a directory: the reader would show a

@@ -78,18 +78,24 @@ def record_config(ctx: HostContext, config: HostConfig, snapshot: HostSnapshot) 
     return tuple(missing)
 
 
-def reconcile(ctx: HostContext, config: HostConfig | None = None) -> ReconcileResult:
-    """One pass (see the module docstring)."""
+def reconcile(
+    ctx: HostContext, config: HostConfig | None = None, *, pfs: frozenset[str] | None = None
+) -> ReconcileResult:
+    """One pass (see the module docstring). ``pfs``: look only at these PFs (device
+    names: the ones a batch of events touched), reading only their VF settings over
+    netlink; None: every PF."""
     with changing(ctx) as runner:
-        snapshot = ctx.snapshot()
+        snapshot = ctx.snapshot(settings_of=pfs)
         unknown = record_config(ctx, config, snapshot) if config is not None else ()
+        if pfs is not None:
+            snapshot = HostSnapshot(tuple(pf for pf in snapshot.pfs if pf.name in pfs))
         desired: Mapping[str, Desired] = {
             d.pf: Desired(d.num_vfs, d.defaults, d.drift) for d in ctx.store.all_desired()
         }
         plan = plan_drift(snapshot, desired, ctx.store.allocations(), set_aside(ctx.store))
         failed = _repair(ctx, runner, snapshot, plan)
         still = tuple(d for d in plan.drift if not d.repair or _subject_failed(d, failed))
-        _record(ctx, plan.drift, still)
+        _record(ctx, plan.drift, still, pfs)
     result = ReconcileResult(
         plan.drift, plan.repairs - len(failed), tuple(failed.values()), unknown
     )
@@ -126,15 +132,28 @@ def _subject_failed(drift: Drift, failed: Mapping[str, str]) -> bool:
     return drift.subject in failed
 
 
-def _record(ctx: HostContext, found: tuple[Drift, ...], still: tuple[Drift, ...]) -> None:
-    """Keep the drift that stays in the drift table; an event for each new or gone one."""
+def _record(
+    ctx: HostContext,
+    found: tuple[Drift, ...],
+    still: tuple[Drift, ...],
+    pfs: frozenset[str] | None,
+) -> None:
+    """Keep the drift that stays in the drift table (of the PFs looked at; the others'
+    rows stay as they were); an event for each new or repaired one."""
     table = DriftTable(ctx.store)
-    before = {(d.subject, d.aspect) for d in table.all()}
+    rows = table.all()
+    others = tuple(d for d in rows if pfs is not None and _pf_of(d.subject) not in pfs)
+    before = {(d.subject, d.aspect) for d in rows}
     events = EventLog(ctx.store)
     for drift in found:
         if drift.repair and drift not in still:
             events.add("drift.repaired", drift.subject, str(drift))
         elif (drift.subject, drift.aspect) not in before:
             events.add("drift", drift.subject, str(drift))
-    if before or still:
-        table.replace(still)
+    if len(before) != len(others) or still:
+        table.replace(still + others)
+
+
+def _pf_of(subject: str) -> str:
+    """The PF a drift subject is about: ``PF 0000:41:00.0`` or ``0000:41:00.0/vf1``."""
+    return subject.removeprefix("PF ").partition("/")[0]

@@ -24,6 +24,7 @@ class ReadContext:
     root: str
     pci_ids: PciIdDatabase
     netlink: VfNetlink | None = None
+    settings_of: frozenset[str] | None = None  # PF names whose VF settings to read; None: all
     iommu: IommuGroups = field(init=False)
     _addresses: dict[str, PciAddress | None] = field(init=False, default_factory=dict)
 
@@ -61,6 +62,8 @@ class ReadContext:
         failure (the PF vanished, the driver refuses) leaves the settings unknown.
         """
         if self.netlink is None or ifindex is None:
+            return {}
+        if self.settings_of is not None and pf_name not in self.settings_of:
             return {}
         try:
             return self.netlink.read_vfs(ifindex)

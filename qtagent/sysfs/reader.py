@@ -48,9 +48,11 @@ class SysfsReader:
         self.pci_ids = pci_ids if pci_ids is not None else PciIdDatabase()
         self.netlink = netlink
 
-    def snapshot(self) -> HostSnapshot:
-        """Every SR-IOV PF: PCI PFs in address order, then netdevsim devices."""
-        ctx = ReadContext(self._root, self.pci_ids, self.netlink)
+    def snapshot(self, *, settings_of: frozenset[str] | None = None) -> HostSnapshot:
+        """Every SR-IOV PF: PCI PFs in address order, then netdevsim devices.
+        ``settings_of``: read VF settings only for these PFs (device names); the others'
+        stay unknown. None: all (when a netlink backend is given)."""
+        ctx = ReadContext(self._root, self.pci_ids, self.netlink, settings_of)
         pfs = read_pci_pfs(ctx) + read_netdevsim_pfs(ctx)
         _log.debug("read %d PFs, %d VFs from %s", len(pfs), sum(len(p.vfs) for p in pfs), self.root)
         return HostSnapshot(tuple(pfs))

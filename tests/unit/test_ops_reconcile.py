@@ -111,3 +111,25 @@ def test_report_policy_leaves_the_change_and_says_so(rig: FakeHostRig) -> None:
     assert (drift.aspect, drift.have, drift.repair) == ("trust", "on", False)
     assert writes(rig) == before and rig.settings(0).trust is True
     assert DriftTable(rig.ctx.store).all() == (drift,)
+
+
+def test_a_pass_over_some_pfs_reads_and_plans_only_those(tmp_path: Path) -> None:
+    rig = FakeHostRig.build(tmp_path, igb_host(n_pfs=2, n_vfs=2))
+    other = rig.host.pfs[1].address
+    other_ifindex = rig.host.pfs[1].netdev.ifindex  # type: ignore[union-attr]
+    text = f'[pf."{rig.pf_name}"]\nnum_vfs = 2\n[pf."{other}"]\nnum_vfs = 2\n'
+    both = parse_host_config(
+        (text + 'drift = "report"\nvf_defaults = { trust = false }\n').encode()
+    )
+    reconcile(rig.ctx, both)
+    rig.netlink.set_vf(other_ifindex, 0, trust=True)  # drift on the other PF
+    reconcile(rig.ctx, both)
+    (kept,) = DriftTable(rig.ctx.store).all()
+    reads = rig.netlink.reads
+
+    result = reconcile(rig.ctx, both, pfs=frozenset({rig.pf_name}))
+
+    assert result.drift == ()
+    assert rig.netlink.reads == reads + 1  # only the first PF's VF table was read
+    assert DriftTable(rig.ctx.store).all() == (kept,)  # the other PF's drift stays on record
+    rig.ctx.close()
