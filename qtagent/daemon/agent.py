@@ -1,10 +1,9 @@
-"""PLACEHOLDER handler for `qtagent serve`, to be replaced by the real one (the journal,
-drift and recovery logic of issue 3).
+"""The handler `qtagent serve` drives: the daemon's logic (:class:`qtagent.ops.agent.Agent`)
+behind the loop's :class:`~qtagent.daemon.api.DaemonHandler` interface.
 
-It only reads the host again (``ctx.snapshot()``) at start, on each batch, on
-reload and on each tick, and reports what it sees ("3 PFs, 8 VFs"): enough to run
-the daemon's plumbing end to end. ``make_handler`` is the factory
-`qtagent serve` calls; keep its signature.
+A batch of events leads to a pass over the PFs it touches only
+(:func:`qtagent.daemon.scope.pfs_touched`), or over every PF when that cannot be
+told; a batch that touches no PF leads to none.
 """
 
 from __future__ import annotations
@@ -14,40 +13,41 @@ from pathlib import Path
 
 from qtagent.daemon.api import DaemonHandler
 from qtagent.daemon.events import Batch
+from qtagent.daemon.scope import pfs_touched
+from qtagent.ops.agent import Agent
 from qtagent.ops.context import HostContext
 
 _log = logging.getLogger(__name__)
 
 
-class SnapshotHandler:
-    """Looks at the host, changes nothing."""
+class AgentHandler:
+    """Events in, reconcile passes out."""
 
-    def __init__(self, ctx: HostContext, config_path: Path) -> None:
-        self.ctx = ctx
-        self.config_path = config_path
+    def __init__(self, ctx: HostContext, config_path: Path | None) -> None:
+        self.agent = Agent(ctx, config_path)
 
     def start(self) -> str:
-        return self._look()
+        return self.agent.start()
 
     def on_events(self, batch: Batch) -> str:
-        _log.debug("looking again after %s", batch.summary())
-        return self._look()
+        pfs = pfs_touched(batch, self.agent.last)
+        if pfs is not None and not pfs:
+            _log.debug("no PF in %s: nothing to look at", batch.summary())
+            return self.agent.last_status
+        _log.debug("looking at %s after %s", "every PF" if pfs is None else sorted(pfs),
+                   batch.summary())  # fmt: skip
+        return self.agent.changed(pfs)
 
     def reload(self) -> str:
-        return self._look()
+        return self.agent.reload()
 
     def tick(self) -> str | None:
-        return self._look()
+        return self.agent.tick()
 
     def stop(self) -> None:
-        _log.info("stopped")
-
-    def _look(self) -> str:
-        snapshot = self.ctx.snapshot(settings=False)
-        vfs = sum(len(pf.vfs) for pf in snapshot.pfs)
-        return f"{len(snapshot.pfs)} PFs, {vfs} VFs"
+        self.agent.stop()
 
 
-def make_handler(ctx: HostContext, config_path: Path) -> DaemonHandler:
+def make_handler(ctx: HostContext, config_path: Path | None) -> DaemonHandler:
     """The handler `qtagent serve` drives for the host ``ctx`` and config ``config_path``."""
-    return SnapshotHandler(ctx, config_path)
+    return AgentHandler(ctx, config_path)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from qtagent.config import HostConfig, load_host_config
 from qtagent.errors import QtagentError
+from qtagent.model.host import HostSnapshot
 from qtagent.ops.context import HostContext
 from qtagent.ops.reconcile import ReconcileResult, reconcile
 from qtagent.ops.recover import recover_journal
@@ -40,6 +41,8 @@ class Agent:
         self.config: HostConfig | None = None
         self.config_error: str | None = None
         self.passes = 0
+        self.last: HostSnapshot = HostSnapshot()  # as the last pass saw the host
+        self.last_status = "starting"
 
     def start(self) -> str:
         DaemonTable(self.ctx.store).started("starting")
@@ -50,9 +53,9 @@ class Agent:
         self.config = self._load(initial=True)
         return self._look()
 
-    def changed(self) -> str:
-        """After a batch of events: look again."""
-        return self._look()
+    def changed(self, pfs: frozenset[str] | None = None) -> str:
+        """After a batch of events: look again (``pfs``: only at these PFs)."""
+        return self._look(pfs)
 
     def tick(self) -> str:
         """The periodic check: the journal's retries fall due, drift may have crept in."""
@@ -87,20 +90,21 @@ class Agent:
         self.config_error = None
         return config
 
-    def _look(self) -> str:
+    def _look(self, pfs: frozenset[str] | None = None) -> str:
         self.passes += 1
         try:
-            result = reconcile(self.ctx, self.config)
+            result = reconcile(self.ctx, self.config, pfs=pfs)
         except QtagentError as err:
             status = f"reconcile failed: {err.message}"
             _log.error("%s", err.diagnostics())
         else:
             status = self._status(result)
         DaemonTable(self.ctx.store).heartbeat(status)
+        self.last_status = status
         return status
 
     def _status(self, result: ReconcileResult) -> str:
-        snapshot = self.ctx.snapshot(settings=False)
+        snapshot = self.last = self.ctx.snapshot(settings=False)
         store = self.ctx.store
         parts = [
             f"{len(snapshot.pfs)} PFs, {sum(len(pf.vfs) for pf in snapshot.pfs)} VFs, "
