@@ -93,9 +93,12 @@ def reconcile(
             d.pf: Desired(d.num_vfs, d.defaults, d.drift) for d in ctx.store.all_desired()
         }
         plan = plan_drift(snapshot, desired, ctx.store.allocations(), set_aside(ctx.store))
+        table = DriftTable(ctx.store)
+        known = table.all()
+        _announce(ctx, plan.drift, known)
         failed = _repair(ctx, runner, snapshot, plan)
         still = tuple(d for d in plan.drift if not d.repair or _subject_failed(d, failed))
-        _record(ctx, plan.drift, still, pfs)
+        _record(ctx, table, known, plan.drift, still, pfs=pfs)
     result = ReconcileResult(
         plan.drift, plan.repairs - len(failed), tuple(failed.values()), unknown
     )
@@ -132,25 +135,32 @@ def _subject_failed(drift: Drift, failed: Mapping[str, str]) -> bool:
     return drift.subject in failed
 
 
+def _announce(ctx: HostContext, found: tuple[Drift, ...], known: tuple[Drift, ...]) -> None:
+    """An event for each drift not on record yet, before anything is repaired."""
+    before = {(d.subject, d.aspect) for d in known}
+    events = EventLog(ctx.store)
+    for drift in found:
+        if (drift.subject, drift.aspect) not in before:
+            events.add("drift", drift.subject, str(drift))
+
+
 def _record(
     ctx: HostContext,
+    table: DriftTable,
+    known: tuple[Drift, ...],
     found: tuple[Drift, ...],
     still: tuple[Drift, ...],
+    *,
     pfs: frozenset[str] | None,
 ) -> None:
     """Keep the drift that stays in the drift table (of the PFs looked at; the others'
-    rows stay as they were); an event for each new or repaired one."""
-    table = DriftTable(ctx.store)
-    rows = table.all()
-    others = tuple(d for d in rows if pfs is not None and _pf_of(d.subject) not in pfs)
-    before = {(d.subject, d.aspect) for d in rows}
+    rows stay as they were); an event for each repaired one."""
+    others = tuple(d for d in known if pfs is not None and _pf_of(d.subject) not in pfs)
     events = EventLog(ctx.store)
     for drift in found:
         if drift.repair and drift not in still:
             events.add("drift.repaired", drift.subject, str(drift))
-        elif (drift.subject, drift.aspect) not in before:
-            events.add("drift", drift.subject, str(drift))
-    if len(before) != len(others) or still:
+    if len(known) != len(others) or still:
         table.replace(still + others)
 
 
