@@ -44,7 +44,7 @@ test-lab:
 bench:
 	$(PY) bench/bench_enumerate.py
 	$(PY) bench/bench_reconcile.py
-	$(QTAGENT) lab run -- $(PY) bench/bench_vf_knobs.py
+	$(QTAGENT) lab run -- sh -c "$(PY) bench/bench_vf_knobs.py && $(PY) bench/bench_event_latency.py"
 
 clean:
 	rm -rf lab-out .pytest_cache .mypy_cache .ruff_cache
