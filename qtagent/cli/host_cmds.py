@@ -151,7 +151,10 @@ def vf_set(
             "no knob given", hint="give at least one of --mac, --vlan, --spoofchk, ..."
         )
     report = set_vf_knobs(host(), pf_name, index, request)
-    emit(report.to_dict(), report.table())
+    text = f"{report.pf} vf {report.vf}:\n{report.table()}"
+    if any(r.required for r in report.results):
+        text += "\n(* a required knob: if it fails, the others are rolled back)"
+    emit(report.to_dict(), text)
     code = knob_exit_code(report)
     if code:
         raise SystemExit(code)

@@ -95,7 +95,7 @@ def main() -> int:
 
 
 def apply_host_config(demo: Demo, config: Path, igb: list[PfInfo], nsim: list[PfInfo]) -> None:
-    print("== 1. Host config: 3 VFs on each igb PF, spoofchk on, trust off")
+    print("== 1. Host config: 3 VFs on each igb PF (spoofchk on, trust off), 8 on netdevsim")
     lines = ["version = 1"]
     for pf in igb:
         lines += [

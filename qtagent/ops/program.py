@@ -19,6 +19,7 @@ from qtagent.ops.context import HostContext
 from qtagent.plan.knob_report import KnobOutcome, KnobReport
 from qtagent.plan.knobs import KnobRequest
 from qtagent.store.capabilities import CapabilityTable
+from qtagent.store.quarantine import EventLog
 
 
 def set_vf_knobs(ctx: HostContext, pf_name: str, index: int, request: KnobRequest) -> KnobReport:
@@ -41,7 +42,10 @@ def set_vf_knobs(ctx: HostContext, pf_name: str, index: int, request: KnobReques
             )
         if pf.ifindex is None:
             raise Unsupported(f"PF {pf.name} has no network interface to send VF settings through")
-        return program_vf(ctx, pf, index, request)
+        report = program_vf(ctx, pf, index, request)
+        changed = [f"{r.knob} {r.outcome}" for r in report.results if r.attempts]
+        EventLog(ctx.store).add("vf_set", str(vf.id), ", ".join(changed) or "nothing to send")
+        return report
 
 
 def program_vf(ctx: HostContext, pf: PfInfo, index: int, request: KnobRequest) -> KnobReport:
