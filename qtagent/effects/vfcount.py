@@ -71,6 +71,17 @@ def vf_not_ready_reason(pf: PfInfo, vf: VfInfo | None) -> str | None:
     return None
 
 
+def never_coming(pf: PfInfo, desired: int) -> str | None:
+    """Why the VFs still missing will not appear however long we wait, or None: the PF
+    lost its driver (an unbind under way takes its VFs with it) or its sriov_numvfs
+    was set to another count behind us (the kernel goes from 0 to N, never N to M)."""
+    if pf.bus is PfBus.PCI and pf.driver is None:
+        return "the PF lost its driver"
+    if pf.num_vfs not in (0, desired):
+        return f"the PF's sriov_numvfs now reads {pf.num_vfs}"
+    return None
+
+
 def readiness(pf: PfInfo, count: int) -> tuple[tuple[int, ...], tuple[tuple[int, str], ...]]:
     """Split VF indexes 0..count-1 into ready ones and missing ones (with reasons)."""
     by_index = {vf.index: vf for vf in pf.vfs}
@@ -120,7 +131,10 @@ def wait_for_vfs(
     while True:
         pf = read_pf()
         ready, missing = readiness(pf, plan.desired)
-        if not missing or clock() >= deadline:
+        lost = never_coming(pf, plan.desired)
+        if lost is not None:
+            missing = tuple((index, lost) for index, _ in missing)
+        if not missing or lost is not None or clock() >= deadline:
             break
         sleep(policy.poll_s)
     waited = clock() - start

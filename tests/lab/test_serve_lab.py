@@ -70,9 +70,10 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     )
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(work / "notify"))
-    env = {**os.environ, "NOTIFY_SOCKET": str(work / "notify"), "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "qtagent.cli", "--db", str(work / "qtagent.db"), "serve",
-               "--config", str(config)]  # fmt: skip
+    env = {**os.environ, "NOTIFY_SOCKET": str(work / "notify"), "PYTHONPATH": str(REPO),
+           "PYTHONFAULTHANDLER": "1"}  # fmt: skip
+    command = [sys.executable, "-m", "qtagent.cli", "--db", str(work / "qtagent.db"), "-v",
+               "serve", "--config", str(config)]  # fmt: skip
     log = (work / "serve.log").open("wb")
     process = subprocess.Popen(command, env=env, stderr=log)
     found = Daemon(process, notify, work / "qtagent.db", pf, netdev)
@@ -81,8 +82,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         assert "3 VFs" in ready, ready  # the desired count, applied by the daemon itself
         yield found
     finally:
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=120)
+        code = _stop(process)
         log.close()
         save_timings("serve", found.measured)
         out = os.environ.get("QTAGENT_LAB_OUT")
@@ -91,6 +91,18 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         with HostContext(HostPaths(db_path=work / "qtagent.db")) as ctx:
             set_vf_count(ctx, pf, 0)
         assert code == 0
+
+
+def _stop(process: subprocess.Popen[bytes]) -> int | str:
+    """SIGTERM, as systemd stops it; a daemon still there after TimeoutStopSec's 120 s
+    gets SIGABRT, so that faulthandler writes where it was stuck into its log."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        process.wait(timeout=30)
+        return "stuck after SIGTERM (its stack is at the end of serve-lab.log)"
 
 
 def until(what: str, check: Callable[[], bool], timeout: float = 60.0) -> float:

@@ -55,7 +55,8 @@ def test_writes_zero_then_new_count_and_sees_every_vf() -> None:
 
 def test_waits_for_vfs_that_appear_late() -> None:
     clock = FakeClock()
-    snapshots = iter([make_pf(0), make_pf(2), make_pf(4)])
+    # sriov_numvfs reads 4 as soon as the write returns; the VFs come over time.
+    snapshots = iter([dataclasses.replace(make_pf(4), vfs=make_pf(k).vfs) for k in (0, 2, 4)])
     last: list[PfInfo] = []
 
     def read_pf() -> PfInfo:
@@ -97,6 +98,26 @@ def test_unbound_vf_is_missing_but_vfio_vf_without_netdev_is_ready() -> None:
     )  # fmt: skip
     assert result.missing == ((0, "no driver bound"),)
     assert result.ready == (1,)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [({"driver": None}, "the PF lost its driver"), ({"num_vfs": 2}, "sriov_numvfs now reads 2")],
+)
+def test_the_wait_ends_at_once_when_the_vfs_cannot_come(
+    change: dict[str, object], reason: str
+) -> None:
+    """An unbind of the PF under way (or another count written) takes the VFs away:
+    waiting out the bound would stall the daemon for half a minute (lab, PF unbind)."""
+    clock = FakeClock()
+    gone = dataclasses.replace(make_pf(0), **change)  # type: ignore[arg-type]
+    result = apply_vf_count(
+        VfCountPlan(PF_ADDR, 0, 3, (3,)), RecordingWriter(), lambda: gone,
+        clock=clock, sleep=clock.sleep,
+    )  # fmt: skip
+    assert [index for index, _ in result.missing] == [0, 1, 2]
+    assert all(reason in why for _, why in result.missing)
+    assert clock.now == 0.0
 
 
 @pytest.mark.parametrize(
