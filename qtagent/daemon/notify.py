@@ -118,15 +118,26 @@ class Notifier:
         self.send(f"RELOADING=1\nMONOTONIC_USEC={self._monotonic_usec()}")
 
     def send(self, message: str) -> bool:
-        """Send one datagram; True when it went out."""
+        """Send one datagram without ever blocking; True when it went out.
+
+        A manager that stops reading its socket fills the queue; a blocking send
+        would then stop the event loop for good (seen in the lab with a reader that
+        stopped after READY=1). Such a message is dropped instead, and the loop goes on.
+        """
         if self.address is None:
             return False
+        kind = message.split("=", 1)[0]
         try:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            self._sock.sendto(message.encode("utf-8", "replace"), socket.MSG_NOSIGNAL, self.address)
+            flags = socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT
+            self._sock.sendto(message.encode("utf-8", "replace"), flags, self.address)
+        except BlockingIOError:
+            level = logging.DEBUG if kind == "STATUS" else logging.WARNING
+            _log.log(level, "sd_notify %s dropped: the service manager is not reading", kind)
+            return False
         except OSError as err:
-            _log.warning("sd_notify %s failed: %s", message.split("=", 1)[0], err)
+            _log.warning("sd_notify %s failed: %s", kind, err)
             return False
         return True
 

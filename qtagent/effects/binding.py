@@ -103,7 +103,11 @@ class PciBinder:
             return BindResult(address, before, before, changed=False)
         self.writer.set_driver_override(address, None)
         self.writer.probe(address)
-        if not self._wait(lambda: driver_of(self.sysfs, address) is not None):
+        # A probe asked for while the unbind that caused this repair is still being
+        # torn down can come to nothing (lab: igbvf, 1 in 20); asking again is harmless
+        # (drivers_probe leaves a bound device alone).
+        bound = lambda: driver_of(self.sysfs, address) is not None  # noqa: E731
+        if not self._wait(bound, nudge=lambda: self.writer.probe(address)):
             raise Timeout(
                 f"{address} has no driver {self.confirm_timeout_s:.0f} s after drivers_probe",
                 hint="check `dmesg`, the PF's sriov_drivers_autoprobe and that the VF "
@@ -149,11 +153,18 @@ class PciBinder:
                 hint=f"check `dmesg` and that the {driver} module is loaded",
             )
 
-    def _wait(self, done: Callable[[], bool]) -> bool:
-        deadline = self.clock() + self.confirm_timeout_s
+    def _wait(self, done: Callable[[], bool], nudge: Callable[[], None] | None = None) -> bool:
+        """Poll ``done`` until the confirm timeout; ``nudge`` is called once a second."""
+        start = self.clock()
+        deadline = start + self.confirm_timeout_s
+        nudged = start
         while not done():
-            if self.clock() >= deadline:
+            now = self.clock()
+            if now >= deadline:
                 return False
+            if nudge is not None and now - nudged >= 1.0:
+                nudge()
+                nudged = now
             self.sleep(0.05)
         return True
 

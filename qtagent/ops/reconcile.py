@@ -104,6 +104,8 @@ def reconcile(
     )
     if plan.drift:
         _log.info("reconcile: %s", result.status)
+    for why in failed.values():
+        _log.warning("repair failed (tried again on the next event or check): %s", why)
     return result
 
 

@@ -84,6 +84,7 @@ class FakePciBus(SysfsWriter):
         self.loaded = set(loaded)
         self.vfio_nodes = True  # False: vfio-pci binds, but /dev/vfio/<group> never appears
         self.commands: list[str] = []
+        self._lost_probes: set[str] = set()
         self._overrides: dict[str, str] = {}
         self._failures: dict[str, list[tuple[str | None, int]]] = {}
         # address -> the driver whose ID table matches it (None: none); every function
@@ -104,6 +105,11 @@ class FakePciBus(SysfsWriter):
         if step not in STEPS:
             raise ValueError(f"unknown step {step!r}; one of {STEPS}")
         self._failures.setdefault(step, []).extend([(address, code)] * times)
+
+    def lose_next_probe(self, address: str) -> None:
+        """The next ``drivers_probe`` of ``address`` succeeds but binds nothing, as the
+        lab's igbvf did for a probe asked for during the unbind it repairs."""
+        self._lost_probes.add(address)
 
     def load_module(self, driver: str) -> None:
         """``modprobe $driver``: the driver registers (``bus/pci/drivers/$driver``) and
@@ -211,6 +217,9 @@ class FakePciBus(SysfsWriter):
     def _drivers_probe(self, value: str) -> int:
         if value not in self._native:
             return errno.ENODEV
+        if value in self._lost_probes:
+            self._lost_probes.discard(value)
+            return 0
         if self.driver(value) is None:
             self._probe(value)
         return 0

@@ -131,3 +131,17 @@ def test_no_watchdog_for_another_pid_or_a_bad_value(
 
 def test_no_watchdog_without_a_socket() -> None:
     assert Notifier.from_env({"WATCHDOG_USEC": "20000000"}).watchdog_interval is None
+
+
+def test_a_manager_that_stops_reading_never_blocks_the_daemon(
+    listener: tuple[socket.socket, str],
+) -> None:
+    """Its queue fills (about 10 datagrams by default on Linux); later messages are
+    dropped and the call returns, so the event loop goes on (lab: a hung daemon)."""
+    sock, path = listener
+    notifier = Notifier.from_env({"NOTIFY_SOCKET": path})
+    for n in range(1000):  # blocked for good at about the 11th before the fix
+        notifier.status(f"pass {n}")
+    assert notifier.send("WATCHDOG=1") is False
+    assert received(sock) == "STATUS=pass 0"
+    assert notifier.send("WATCHDOG=1") is True  # room again once the manager reads

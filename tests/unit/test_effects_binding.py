@@ -46,3 +46,21 @@ def test_once_vfio_pci_is_loaded_the_bind_goes_through(rig: FakeHostRig) -> None
     result = rig.ctx.binder.to_vfio(rig.vf(1), remember=lambda _driver: None)
     assert (result.before, result.after, result.changed) == ("igbvf", "vfio-pci", True)
     assert rig.driver(1) == "vfio-pci"
+
+
+def test_a_repair_probe_that_comes_to_nothing_is_asked_again(rig: FakeHostRig) -> None:
+    """An external unbind repaired with drivers_probe: the first probe binds nothing
+    (lab: igbvf, during the unbind's teardown); the binder asks again a second later
+    instead of reporting a failed repair after 5 s."""
+    address = str(rig.vf(1).address)
+    rig.bus.release_driver(address)
+    rig.bus.lose_next_probe(address)
+    start = rig.clock()
+
+    result = rig.ctx.binder.probe_host_driver(rig.vf(1))
+
+    assert (result.before, result.after, result.changed) == (None, "igbvf", True)
+    assert rig.driver(1) == "igbvf"
+    probes = [c for c in rig.bus.commands if c.endswith("bus/pci/drivers_probe")]
+    assert probes == [f"echo {address} > bus/pci/drivers_probe"] * 2
+    assert 1.0 <= rig.clock() - start < 2.0
