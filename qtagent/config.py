@@ -21,12 +21,7 @@ a FIFO's writer.
 
 from __future__ import annotations
 
-import datetime
-import difflib
-import os
 import re
-import stat
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,13 +31,29 @@ from qtagent.errors import ConfigError
 from qtagent.model.desired import DriftPolicy, VfDefaults
 from qtagent.model.host import LinkState
 from qtagent.model.types import QOS_MAX, VLAN_MAX
+from qtagent.tomlfile import (
+    FileKind,
+    boolean,
+    describe,
+    only_keys,
+    parse_toml,
+    read_regular_file,
+    shown,
+    whole_number,
+)
 
 SUPPORTED_VERSION: Final = 1
 MAX_VFS: Final = 4096  # the PCIe SR-IOV capability's 16-bit TotalVFs, rounded down sanely
 MAX_RATE_MBPS: Final = 10_000_000
 MAX_CONFIG_BYTES: Final = 1 << 20  # 1 MiB: a host config is a few lines per PF
 MAX_PF_NAME: Final = 64  # a PCI address, netdevsimN or a netdev name (15) are far shorter
-_SHOWN_MAX: Final = 40  # characters of a value quoted back in a message
+HOST_CONFIG: Final = FileKind(
+    "host config",
+    MAX_CONFIG_BYTES,
+    looks_like="a host config is a few lines per PF",
+    nests="[pf.NAME] and vf_defaults = { ... }",
+    numbers="VF counts, VLAN ids and rates",
+)
 _BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
 _LINK_STATES: Final = tuple(state.value for state in LinkState)
 _ALLOWED_LINK_STATES: Final = '"auto", "enable" or "disable"'
@@ -76,60 +87,9 @@ def load_host_config(path: Path) -> HostConfig:
 
 
 def read_config_file(path: Path) -> bytes:
-    """The bytes of ``path``: a regular file, read up to one byte past
-    :data:`MAX_CONFIG_BYTES` (so that the parser can say it is too large).
-
-    Opened with O_NONBLOCK, so that a FIFO without a writer does not hang the open,
-    then checked with fstat before anything is read from it.
-    """
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags)
-    except OSError as err:
-        raise _unreadable(path, "cannot open", err) from err
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise ConfigError(
-                f"{path} is not a regular file: it is {_file_kind(mode)}",
-                hint="give the path of the TOML host config file itself",
-            )
-        return _read_at_most(fd, MAX_CONFIG_BYTES + 1)
-    except OSError as err:
-        raise _unreadable(path, "cannot read", err) from err
-    finally:
-        os.close(fd)
-
-
-def _unreadable(path: Path, what: str, err: OSError) -> ConfigError:
-    return ConfigError(
-        f"{what} {path}",
-        hint="check the path and that this user may read the file",
-        errno=err.errno,
-    )
-
-
-def _read_at_most(fd: int, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    left = limit
-    while left > 0:
-        chunk = os.read(fd, left)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
-def _file_kind(mode: int) -> str:
-    kinds = (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISSOCK, "a socket"),
-    )
-    return next((kind for test, kind in kinds if test(mode)), "not a file")
+    """The bytes of ``path``, a regular file of at most :data:`MAX_CONFIG_BYTES` (and
+    one byte more, so that the parser can say it is too large)."""
+    return read_regular_file(path, HOST_CONFIG)
 
 
 # ---------------------------------------------------------------- parsing
@@ -137,56 +97,23 @@ def _file_kind(mode: int) -> str:
 
 def parse_host_config(raw: bytes, source: str = "<config>") -> HostConfig:
     """Validate a host config's bytes; ``source`` names the file in messages."""
-    data = _toml(raw, source)
-    _only_keys(data, {"version", "pf"}, source)
+    data = parse_toml(raw, source, HOST_CONFIG)
+    only_keys(data, {"version", "pf"}, source)
     _check_version(data.get("version", SUPPORTED_VERSION), source)
     pfs = data.get("pf", {})
     if not isinstance(pfs, dict):
         raise ConfigError(
-            f"{source}: pf must be a table of PFs, not {_describe(pfs)}",
+            f"{source}: pf must be a table of PFs, not {describe(pfs)}",
             hint='write one section per PF: [pf."0000:41:00.0"] and below it num_vfs = 4',
         )
     return HostConfig(tuple(_pf(name, body, source) for name, body in pfs.items()))
-
-
-def _toml(raw: bytes, source: str) -> dict[str, Any]:
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(
-            f"{source} is larger than 1 MiB ({MAX_CONFIG_BYTES} bytes), the most a host "
-            "config may be",
-            hint="a host config is a few lines per PF: check that this is the right file",
-        )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise ConfigError(
-            f"{source} is not UTF-8 text: line {line} has a byte that is not UTF-8",
-            hint="save the file as UTF-8",
-        ) from err
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(
-            f"{source} is not valid TOML: {err}", hint="fix the syntax at that line and column"
-        ) from err
-    except RecursionError as err:
-        raise ConfigError(
-            f"{source} is malformed: its arrays or tables are nested too deeply to read",
-            hint="a host config nests only [pf.NAME] and vf_defaults = { ... }",
-        ) from err
-    except ValueError as err:  # an integer of thousands of digits, which tomllib will not convert
-        raise ConfigError(
-            f"{source} is malformed: a value in it cannot be read (a number far too long?)",
-            hint="VF counts, VLAN ids and rates are small whole numbers",
-        ) from err
 
 
 def _check_version(version: object, source: str) -> None:
     if version == SUPPORTED_VERSION and isinstance(version, int) and not isinstance(version, bool):
         return
     raise ConfigError(
-        f"{source}: version {_shown(version)} is not supported",
+        f"{source}: version {shown(version)} is not supported",
         hint=f"write version = {SUPPORTED_VERSION} (a whole number, no quotes), or leave it out",
     )
 
@@ -196,20 +123,20 @@ def _pf(name: str, body: object, source: str) -> PfConfig:
     _check_pf_name(name, where)
     if not isinstance(body, dict):
         raise ConfigError(
-            f"{where} must be a table, not {_describe(body)}",
+            f"{where} must be a table, not {describe(body)}",
             hint=f"write it as a section: {pf_section(name)} and below it num_vfs = N",
         )
-    _only_keys(body, {"num_vfs", "vf_defaults", "drift"}, where)
+    only_keys(body, {"num_vfs", "vf_defaults", "drift"}, where)
     if "num_vfs" not in body:
         raise ConfigError(
             f"{where}: num_vfs is missing",
             hint="add num_vfs = N: how many VFs the PF should have (0 for none)",
         )
-    num_vfs = _int(body["num_vfs"], "num_vfs", where, (0, MAX_VFS))
+    num_vfs = whole_number(body["num_vfs"], "num_vfs", where, (0, MAX_VFS))
     defaults = body.get("vf_defaults", {})
     if not isinstance(defaults, dict):
         raise ConfigError(
-            f"{where}: vf_defaults must be a table, not {_describe(defaults)}",
+            f"{where}: vf_defaults must be a table, not {describe(defaults)}",
             hint="write vf_defaults = { spoofchk = true, vlan = 10 } in the PF's section",
         )
     return PfConfig(name, num_vfs, _defaults(defaults, where), _drift(body, where))
@@ -220,7 +147,7 @@ def _drift(body: Mapping[str, Any], where: str) -> DriftPolicy:
     if isinstance(value, str) and value in {p.value for p in DriftPolicy}:
         return DriftPolicy(value)
     raise ConfigError(
-        f"{where}: drift = {_shown(value)} is not a drift policy",
+        f"{where}: drift = {shown(value)} is not a drift policy",
         hint='write drift = "repair" (put drift back where safe, the default) or '
         'drift = "report" (only say so)',
     )
@@ -229,11 +156,11 @@ def _drift(body: Mapping[str, Any], where: str) -> DriftPolicy:
 def _check_pf_name(name: str, where: str) -> None:
     if 0 < len(name) <= MAX_PF_NAME and all(c.isprintable() and not c.isspace() for c in name):
         return
-    raise ConfigError(f"{where}: {_shown(name)} is not a PF name", hint=_PF_NAME_HINT)
+    raise ConfigError(f"{where}: {shown(name)} is not a PF name", hint=_PF_NAME_HINT)
 
 
 def _defaults(body: Mapping[str, Any], where: str) -> VfDefaults:
-    _only_keys(body, set(VfDefaults.__slots__), where, section="vf_defaults")
+    only_keys(body, set(VfDefaults.__slots__), where, section="vf_defaults")
     vlan = _opt_int(body, "vlan", where, (0, VLAN_MAX), "0 is untagged")
     qos = _opt_int(body, "qos", where, (0, QOS_MAX), "the 802.1p priority; needs a vlan")
     if qos and not vlan:
@@ -277,44 +204,14 @@ def _opt_link_state(body: Mapping[str, Any], where: str) -> LinkState | None:
     if not isinstance(value, str):
         raise ConfigError(
             f"{where}: vf_defaults.link_state must be one of {_ALLOWED_LINK_STATES}, "
-            f"not {_describe(value)}",
+            f"not {describe(value)}",
             hint=hint,
         )
     if value not in _LINK_STATES:
         raise ConfigError(
-            f"{where}: vf_defaults.link_state = {_shown(value)} is not a link state", hint=hint
+            f"{where}: vf_defaults.link_state = {shown(value)} is not a link state", hint=hint
         )
     return LinkState(value)
-
-
-def _only_keys(body: Mapping[str, Any], allowed: set[str], where: str, section: str = "") -> None:
-    """Refuse a key not in ``allowed`` (``section``: the inline table it is in, if any)."""
-    unknown = sorted(set(body) - allowed)
-    if not unknown:
-        return
-    prefix = f"{section}." if section else ""
-    close = difflib.get_close_matches(unknown[0], sorted(allowed), n=1)
-    suggestion = f"did you mean {prefix}{close[0]}? " if close else ""
-    raise ConfigError(
-        f"{where}: unknown key {_shown(prefix + unknown[0])}",
-        hint=f"{suggestion}allowed {f'in {section}' if section else 'here'}: "
-        + ", ".join(sorted(allowed)),
-    )
-
-
-def _int(value: object, key: str, where: str, bounds: tuple[int, int], about: str = "") -> int:
-    """``value`` of ``key`` as a whole number within ``bounds`` (``about``: its unit or
-    meaning, for the hint)."""
-    low, high = bounds
-    allowed = f"use {low} to {high} for {key}" + (f" ({about})" if about else "")
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ConfigError(
-            f"{where}: {key} must be a whole number, not {_describe(value)}",
-            hint=f"write {key} = N without quotes; {allowed}",
-        )
-    if not low <= value <= high:
-        raise ConfigError(f"{where}: {key} = {_shown(value)} is out of range", hint=allowed)
-    return value
 
 
 def _opt_int(
@@ -322,62 +219,16 @@ def _opt_int(
 ) -> int | None:
     if key not in body:
         return None
-    return _int(body[key], f"vf_defaults.{key}", where, bounds, about)
+    return whole_number(body[key], f"vf_defaults.{key}", where, bounds, about)
 
 
 def _opt_bool(body: Mapping[str, Any], key: str, where: str) -> bool | None:
     if key not in body:
         return None
-    value = body[key]
-    if not isinstance(value, bool):
-        raise ConfigError(
-            f"{where}: vf_defaults.{key} must be true or false, not {_describe(value)}",
-            hint=f"write {key} = true or {key} = false (no quotes)",
-        )
-    return value
-
-
-# ---------------------------------------------------------------- showing values
-
-
-def _describe(value: object) -> str:
-    """What a TOML value is, for "must be X, not ...": its kind, and a scalar's value."""
-    if isinstance(value, list | dict):
-        return "an array" if isinstance(value, list) else "a table"
-    kinds: tuple[tuple[type, str], ...] = (
-        (bool, "a boolean"),
-        (int, "a whole number"),
-        (float, "a float"),
-        (str, "a string"),
-        (datetime.datetime, "a date-time"),
-        (datetime.date, "a date"),
-        (datetime.time, "a time"),
-    )
-    kind = next((name for cls, name in kinds if isinstance(value, cls)), "a value")
-    return f"{kind} {_shown(value)}"
-
-
-def _shown(value: object) -> str:
-    """A value as TOML writes it, cut short, control characters as \\u escapes;
-    an array or table as [...] or {...}."""
-    if isinstance(value, list | dict):
-        return "[...]" if isinstance(value, list) else "{...}"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        text = "".join(_escaped(c) for c in value[:_SHOWN_MAX])
-        return f'"{text}"' + ("..." if len(value) > _SHOWN_MAX else "")
-    text = value.isoformat() if isinstance(value, datetime.date | datetime.time) else str(value)
-    return text if len(text) <= _SHOWN_MAX else text[:_SHOWN_MAX] + "..."
-
-
-def _escaped(char: str) -> str:
-    if char in '"\\':
-        return "\\" + char
-    return char if char.isprintable() else f"\\u{ord(char):04x}"
+    return boolean(body[key], f"vf_defaults.{key}", where)
 
 
 def pf_section(name: str) -> str:
     """The section header of PF ``name`` as a config file writes it: ``[pf.enp65s0]``,
     ``[pf."0000:41:00.0"]`` (quoted where TOML needs quotes)."""
-    return f"[pf.{name if _BARE_KEY.fullmatch(name) else _shown(name)}]"
+    return f"[pf.{name if _BARE_KEY.fullmatch(name) else shown(name)}]"
