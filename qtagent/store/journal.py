@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from qtagent.errors import InvalidInput, NotFound
 from qtagent.store.errors import StoreError
+from qtagent.store.rows import utc_time
 from qtagent.store.sqlite import sql_errors
 from qtagent.store.store import Store
 
@@ -182,8 +183,8 @@ def _entry(row: tuple[Any, ...]) -> JournalEntry:
             attempts=attempts,
             last_error=error,
             pid=pid,
-            created_at=datetime.fromisoformat(created),
-            updated_at=datetime.fromisoformat(updated),
+            created_at=utc_time(created),
+            updated_at=utc_time(updated),
         )
     except (ValueError, TypeError) as e:
         raise StoreError(

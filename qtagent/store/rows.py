@@ -81,7 +81,8 @@ def _flag(value: Any) -> bool | None:
     return None if value is None else bool(value)
 
 
-def _time(value: str) -> datetime:
+def utc_time(value: str) -> datetime:
+    """A time as qtagent writes it (ISO 8601 with its offset); ValueError for others."""
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         raise ValueError(f"time {value!r} has no timezone")
@@ -98,8 +99,8 @@ def allocation_from_row(row: tuple[Any, ...]) -> Allocation:
             vlan=vlan,
             qos=qos,
             state=AllocationState(state),
-            created_at=_time(created),
-            updated_at=_time(updated),
+            created_at=utc_time(created),
+            updated_at=utc_time(updated),
             lease=lease,
         )
 
@@ -117,7 +118,7 @@ def original_from_row(row: tuple[Any, ...]) -> OriginalVf:
             min_tx_rate=min_rate,
             link_state=LinkState(link) if link is not None else None,
         )
-        return OriginalVf(VfId(pf, index), settings, driver, _time(at))
+        return OriginalVf(VfId(pf, index), settings, driver, utc_time(at))
 
 
 def desired_from_row(row: tuple[Any, ...]) -> PfDesired:
@@ -133,7 +134,7 @@ def desired_from_row(row: tuple[Any, ...]) -> PfDesired:
             min_tx_rate=min_rate,
         )
         return PfDesired(
-            pf, num_vfs, defaults, _time(updated), _time(applied) if applied else None,
+            pf, num_vfs, defaults, utc_time(updated), utc_time(applied) if applied else None,
             DriftPolicy(drift),
         )  # fmt: skip
 

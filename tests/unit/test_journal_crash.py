@@ -27,6 +27,7 @@ from qtagent.ops.provision import VF_COUNT_STEPS, set_vf_count
 from qtagent.ops.recover import recover_journal
 from qtagent.ops.release import RELEASE_STEPS, detach
 from qtagent.ops.unquarantine import unquarantine
+from qtagent.store.errors import StoreError
 from qtagent.store.journal import Journal
 from qtagent.store.quarantine import OperatorVfio, QuarantineTable
 from qtagent.store.records import AllocationState, VmRef
@@ -206,3 +207,15 @@ def test_a_vf_the_operator_bound_to_vfio_pci_is_theirs(rig: FakeHostRig) -> None
 
     bind_vf(rig.ctx, rig.pf_name, 2, "host")
     assert rig.driver(2) == "igbvf" and OperatorVfio(rig.ctx.store).all() == ()
+
+
+def test_a_journal_time_without_timezone_is_a_corrupt_entry(rig: FakeHostRig) -> None:
+    # Such a time cannot be compared with now: recovery raised TypeError.
+    crash_at(rig, "attach.bind.done", lambda: attach(rig.ctx, "a", rig.pf_name, index=1))
+    rig.ctx.store.connection.execute("UPDATE journal SET updated_at = '2026-12-04 10:00:00'")
+
+    with pytest.raises(StoreError, match="corrupt journal entry 1"):
+        recover_journal(rig.ctx)
+    with pytest.raises(StoreError, match="corrupt journal entry 1"):
+        attach(rig.ctx, "a", rig.pf_name, index=2)
+    assert rig.driver(2) == "igbvf"
