@@ -91,7 +91,7 @@ def utc_time(value: str) -> datetime:
 
 def allocation_from_row(row: tuple[Any, ...]) -> Allocation:
     pf, index, vm_name, vm_uuid, mac, vlan, qos, state, created, updated, lease = row
-    with _row_errors("allocations", pf, index):
+    with row_errors("allocations", pf, index):
         return Allocation(
             vf=VfId(pf, index),
             vm=VmRef(vm_name, uuid.UUID(vm_uuid) if vm_uuid is not None else None),
@@ -107,7 +107,7 @@ def allocation_from_row(row: tuple[Any, ...]) -> Allocation:
 
 def original_from_row(row: tuple[Any, ...]) -> OriginalVf:
     pf, index, mac, vlan, qos, spoofchk, trust, max_rate, min_rate, link, driver, at = row
-    with _row_errors("vf_originals", pf, index):
+    with row_errors("vf_originals", pf, index):
         settings = VfSettings(
             mac=MacAddress.parse(mac) if mac is not None else None,
             vlan=vlan,
@@ -123,7 +123,7 @@ def original_from_row(row: tuple[Any, ...]) -> OriginalVf:
 
 def desired_from_row(row: tuple[Any, ...]) -> PfDesired:
     pf, num_vfs, vlan, qos, spoofchk, trust, link, max_rate, min_rate, updated, applied, drift = row
-    with _row_errors("pf_desired", pf, None):
+    with row_errors("pf_desired", pf, None):
         defaults = VfDefaults(
             vlan=vlan,
             qos=qos,
@@ -140,7 +140,7 @@ def desired_from_row(row: tuple[Any, ...]) -> PfDesired:
 
 
 @contextmanager
-def _row_errors(table: str, pf: object, index: object) -> Iterator[None]:
+def row_errors(table: str, pf: object, index: object) -> Iterator[None]:
     """A row that does not parse was written by something else: say where it is."""
     try:
         yield

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from qtagent.model.drift import Drift
+from qtagent.store.rows import row_errors, utc_time
 from qtagent.store.sqlite import sql_errors
 from qtagent.store.store import Store
 
@@ -92,6 +93,5 @@ class DaemonTable:
         if row is None:
             return None
         pid, started, beat, status = row
-        return DaemonRecord(
-            pid, datetime.fromisoformat(started), datetime.fromisoformat(beat), status
-        )
+        with row_errors("daemon", pid, None):
+            return DaemonRecord(pid, utc_time(started), utc_time(beat), status)

@@ -24,13 +24,15 @@ from qtagent.ops.assign import ATTACH_STEPS, attach
 from qtagent.ops.audit import audit
 from qtagent.ops.bind import BIND_STEPS, bind_vf
 from qtagent.ops.provision import VF_COUNT_STEPS, set_vf_count
+from qtagent.ops.reconcile import reconcile
 from qtagent.ops.recover import recover_journal
 from qtagent.ops.release import RELEASE_STEPS, detach
 from qtagent.ops.unquarantine import unquarantine
 from qtagent.store.errors import StoreError
 from qtagent.store.journal import Journal
-from qtagent.store.quarantine import OperatorVfio, QuarantineTable
+from qtagent.store.quarantine import EventLog, OperatorVfio, QuarantineTable
 from qtagent.store.records import AllocationState, VmRef
+from qtagent.store.status import DaemonTable
 from tests.fakes.host_rig import FakeHostRig
 from tests.fakes.sysfs_tree import igb_host
 
@@ -219,3 +221,23 @@ def test_a_journal_time_without_timezone_is_a_corrupt_entry(rig: FakeHostRig) ->
     with pytest.raises(StoreError, match="corrupt journal entry 1"):
         attach(rig.ctx, "a", rig.pf_name, index=2)
     assert rig.driver(2) == "igbvf"
+
+
+def test_times_edited_by_hand_in_the_other_tables_are_corrupt_rows(rig: FakeHostRig) -> None:
+    # fromisoformat's ValueError escaped every pass of the daemon (which reads the
+    # quarantine), and `qtagent status` (which reads the events and the daemon's row).
+    attach(rig.ctx, "a", rig.pf_name, index=1, mac=VM_MAC)
+    rig.hold_vfio_group(1)
+    detach(rig.ctx, "a", rig.pf_name, 1)
+    DaemonTable(rig.ctx.store).started("up")
+    conn = rig.ctx.store.connection
+    conn.execute("UPDATE quarantine SET since = 'yesterday'")
+    conn.execute("UPDATE events SET at = 'noon'")
+    conn.execute("UPDATE daemon SET heartbeat_at = '2026-12-04 10:00:00'")
+
+    with pytest.raises(StoreError, match=r"corrupt quarantine row for '0000:41:00.0' VF 1"):
+        reconcile(rig.ctx)
+    with pytest.raises(StoreError, match="corrupt events row"):
+        EventLog(rig.ctx.store).last()
+    with pytest.raises(StoreError, match="corrupt daemon row"):
+        DaemonTable(rig.ctx.store).get()
