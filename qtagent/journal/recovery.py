@@ -56,6 +56,13 @@ def retry_at(entry: JournalEntry) -> datetime:
     return last + min(delay, BACKOFF_MAX)
 
 
+def is_due(entry: JournalEntry, now: datetime) -> bool:
+    """Whether ``entry`` is due at ``now``. One stamped after ``now`` was written
+    before the clock was set back (NTP after a boot with a wrong RTC, an operator):
+    it is due at once, or a change a crash left would wait as long as the jump."""
+    return retry_at(entry) <= now or entry.updated_at > now
+
+
 def recover(
     runner: Runner,
     builders: Mapping[ChangeKind, Builder],
@@ -66,7 +73,7 @@ def recover(
     """Finish every due entry (``everything``: every entry, due or not), oldest first."""
     results = []
     for entry in runner.journal.open_entries():
-        if not everything and retry_at(entry) > now:
+        if not everything and not is_due(entry, now):
             results.append(Recovered(entry, "waiting"))
             continue
         results.append(_recover_one(runner, builders[entry.kind], entry))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -241,3 +242,16 @@ def test_times_edited_by_hand_in_the_other_tables_are_corrupt_rows(rig: FakeHost
         EventLog(rig.ctx.store).last()
     with pytest.raises(StoreError, match="corrupt daemon row"):
         DaemonTable(rig.ctx.store).get()
+
+
+def test_a_change_left_before_the_clock_was_set_back_is_recovered_at_once(
+    rig: FakeHostRig,
+) -> None:
+    crash_at(rig, "attach.bind.done", lambda: attach(rig.ctx, "a", rig.pf_name, index=1))
+    later = (datetime.now(UTC) + timedelta(hours=5)).isoformat()
+    rig.ctx.store.connection.execute("UPDATE journal SET updated_at = ?", (later,))
+
+    (result,) = recover_journal(rig.ctx)
+
+    assert result.outcome == "undone"  # not "waiting" for five hours on vfio-pci
+    assert rig.driver(1) == "igbvf" and rig.allocation(1) is None
