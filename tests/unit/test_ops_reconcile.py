@@ -13,7 +13,9 @@ import pytest
 from qtagent.config import HostConfig, parse_host_config
 from qtagent.model.types import MacAddress, VfId
 from qtagent.ops.assign import attach
+from qtagent.ops.bind import bind_vf
 from qtagent.ops.reconcile import reconcile
+from qtagent.ops.release import detach
 from qtagent.store.quarantine import EventLog
 from qtagent.store.status import DriftTable
 from tests.fakes.host_rig import FakeHostRig
@@ -85,6 +87,25 @@ def test_an_external_count_change_is_repaired_when_free_and_reported_when_held(
     assert (drift.aspect, drift.repair) == ("VF count", False) and "VF1" in drift.why
     assert rig.ctx.pf(rig.pf_name, settings=False).num_vfs == 4  # never through 0 under a VM
     assert DriftTable(rig.ctx.store).all() == (drift,)
+
+
+def test_a_count_is_not_repaired_under_a_vf_a_process_may_hold_through_vfio(
+    rig: FakeHostRig,
+) -> None:
+    reconcile(rig.ctx, config(rig))
+    attach(rig.ctx, "a", rig.pf_name, index=1, mac=VM_MAC)
+    rig.hold_vfio_group(1)  # QEMU still holds VF1's group: its release quarantines it
+    detach(rig.ctx, "a", rig.pf_name, 1)
+    bind_vf(rig.ctx, rig.pf_name, 2, "vfio-pci")  # the operator's, for DPDK say
+    before = rig.bus.writes
+
+    result = reconcile(rig.ctx, config(rig, "num_vfs = 6"))
+
+    (drift,) = result.drift
+    assert (drift.aspect, drift.repair) == ("VF count", False)
+    assert "VF1" in drift.why and "VF2" in drift.why
+    assert rig.bus.writes == before  # no 0 written under them
+    assert (rig.driver(1), rig.driver(2)) == ("vfio-pci", "vfio-pci")
 
 
 def test_an_externally_unbound_free_vf_gets_its_host_driver_back(rig: FakeHostRig) -> None:
