@@ -255,3 +255,27 @@ def test_a_change_left_before_the_clock_was_set_back_is_recovered_at_once(
 
     assert result.outcome == "undone"  # not "waiting" for five hours on vfio-pci
     assert rig.driver(1) == "igbvf" and rig.allocation(1) is None
+
+
+def test_a_vf_whose_assignment_waits_to_be_undone_is_not_released_under_it(
+    rig: FakeHostRig,
+) -> None:
+    # The release freed the VF while the attach's entry stayed; once the VF was given
+    # to VM b, that entry's undo rebound it to igbvf and wiped b's MAC and VLAN.
+    attach_1 = lambda: attach(rig.ctx, "a", rig.pf_name, index=1, mac=VM_MAC)  # noqa: E731
+    crash_at(rig, "attach.plug.done", attach_1)
+    rig.virt.domains["a"].answers_eject = False
+    (undo,) = recover_journal(rig.ctx)  # the guest does not let go: the undo waits
+    assert undo.outcome == "failed"
+
+    rig.virt.guest_answers_eject("a")  # at last; the undo is not due yet
+    with pytest.raises(Conflict, match="not attached yet"):
+        detach(rig.ctx, "a", rig.pf_name, 1)
+    assert recover_journal(rig.ctx, everything=True)[0].outcome == "undone"
+    rig.vm("b")
+    b_mac = MacAddress.parse("52:54:00:bb:00:01")
+    attach(rig.ctx, "b", rig.pf_name, index=1, mac=b_mac, vlan=200)
+
+    assert recover_journal(rig.ctx, everything=True) == ()
+    assert rig.driver(1) == "vfio-pci" and rig.hostdevs("b") == (rig.address(1),)
+    assert (rig.settings(1).mac, rig.settings(1).vlan) == (b_mac, 200)
