@@ -11,6 +11,7 @@ The same runs against the real kernel in tests/lab/test_crash_lab.py.
 
 from __future__ import annotations
 
+import errno
 import shutil
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from qtagent.errors import Conflict, NotFound
+from qtagent.errors import Conflict, NotFound, QtagentError
 from qtagent.journal.failpoints import Failpoints, points_of
 from qtagent.model.types import MacAddress, VfId
 from qtagent.ops.assign import ATTACH_STEPS, attach
@@ -279,3 +280,21 @@ def test_a_vf_whose_assignment_waits_to_be_undone_is_not_released_under_it(
     assert recover_journal(rig.ctx, everything=True) == ()
     assert rig.driver(1) == "vfio-pci" and rig.hostdevs("b") == (rig.address(1),)
     assert (rig.settings(1).mac, rig.settings(1).vlan) == (b_mac, 200)
+
+
+def test_a_vf_whose_binding_waits_to_be_undone_is_not_handed_out(rig: FakeHostRig) -> None:
+    # The bind's entry stayed (its undo failed); the VF got its driver back and went to
+    # VM b; then the entry's undo took b's VF off vfio-pci.
+    rig.bus.fail_next("drivers_probe", errno.EIO, times=3)  # vfio-pci, rollback, undo
+    with pytest.raises(QtagentError, match="undo is retried later"):
+        bind_vf(rig.ctx, rig.pf_name, 2, "vfio-pci")
+    rig.ctx.binder.probe_host_driver(rig.vf(2))  # the daemon's repair of a VF without driver
+    rig.vm("b")
+
+    with pytest.raises(Conflict, match="unfinished bind in the journal"):
+        attach(rig.ctx, "b", rig.pf_name, index=2)
+    assert attach(rig.ctx, "b", rig.pf_name).vf.index == 0  # not VF2
+
+    assert recover_journal(rig.ctx, everything=True)[0].outcome == "undone"
+    assert rig.driver(0) == "vfio-pci" and rig.hostdevs("b") == (rig.address(0),)
+    assert attach(rig.ctx, "b", rig.pf_name, index=2).vf.index == 2  # free once undone
