@@ -20,8 +20,8 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from qtagent.config import HostConfig
-from qtagent.errors import NotFound, QtagentError
+from qtagent.config import HostConfig, PfConfig, pf_section
+from qtagent.errors import ConfigError, NotFound, QtagentError
 from qtagent.journal.runner import Runner
 from qtagent.model.host import HostSnapshot
 from qtagent.ops.context import HostContext
@@ -62,12 +62,22 @@ def record_config(ctx: HostContext, config: HostConfig, snapshot: HostSnapshot) 
     """Record ``config``'s PFs that this host has as the desired state; returns the
     names of those it does not have (yet)."""
     missing = []
+    found: dict[str, PfConfig] = {}
     for wanted in config.pfs:
         try:
             pf = snapshot.pf(wanted.name)
         except NotFound:
             missing.append(wanted.name)
             continue
+        if pf.name in found:  # as `qtagent apply` refuses it: nothing is recorded
+            raise ConfigError(
+                f"PF {pf.name} is named twice in the config: as "
+                f"{pf_section(found[pf.name].name)} and as {pf_section(wanted.name)}",
+                hint="keep one section per PF: delete or merge one of them",
+            )
+        found[pf.name] = wanted
+    for name, wanted in found.items():
+        pf = snapshot.pf(name)
         recorded = ctx.store.desired(pf.name)
         same = recorded is not None and (
             (recorded.num_vfs, recorded.defaults, recorded.drift)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from qtagent.config import HostConfig, parse_host_config
+from qtagent.errors import ConfigError
 from qtagent.model.types import MacAddress, VfId
 from qtagent.ops.assign import attach
 from qtagent.ops.bind import bind_vf
@@ -106,6 +107,19 @@ def test_a_count_is_not_repaired_under_a_vf_a_process_may_hold_through_vfio(
     assert "VF1" in drift.why and "VF2" in drift.why
     assert rig.bus.writes == before  # no 0 written under them
     assert (rig.driver(1), rig.driver(2)) == ("vfio-pci", "vfio-pci")
+
+
+def test_a_config_naming_one_pf_twice_is_refused_as_apply_refuses_it(rig: FakeHostRig) -> None:
+    reconcile(rig.ctx, config(rig))
+    twice = config(rig).pfs + parse_host_config(b"[pf.enp65s0]\nnum_vfs = 2\n").pfs
+    before = writes(rig)
+
+    with pytest.raises(ConfigError, match=r"named twice in the config: .* and as \[pf.enp65s0\]"):
+        reconcile(rig.ctx, HostConfig(twice))
+
+    desired = rig.ctx.store.desired(rig.pf_name)
+    assert desired is not None and desired.num_vfs == 4  # not the last one read
+    assert writes(rig) == before
 
 
 def test_an_externally_unbound_free_vf_gets_its_host_driver_back(rig: FakeHostRig) -> None:
