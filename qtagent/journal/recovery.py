@@ -86,15 +86,19 @@ def _recover_one(runner: Runner, build: Builder, entry: JournalEntry) -> Recover
         entry.kind, entry.subject, entry.id, entry.pid, entry.direction,
         ", ".join(entry.done) or "none",
     )  # fmt: skip
+    built = False
     try:
         plan = build(entry)
+        built = True
         if entry.direction is Direction.FORWARD:
             runner.forward(entry, plan)
             return Recovered(entry, "completed")
         runner.backward(entry, plan)
         return Recovered(entry, "undone")
     except QtagentError as err:
-        if entry.direction is Direction.BACKWARD:  # forward() counted its own failure
+        if not built:  # an intent its plan cannot be rebuilt from
+            runner.journal.attempt_failed(entry, f"rebuild: {err.message}")
+        elif entry.direction is Direction.BACKWARD:  # forward() counted its own failure
             runner.journal.attempt_failed(entry, f"undo: {err.message}")
         _log.warning("recovery of %s of %s failed: %s", entry.kind, entry.subject, err.message)
         return Recovered(entry, "failed", err.message)

@@ -298,3 +298,20 @@ def test_a_vf_whose_binding_waits_to_be_undone_is_not_handed_out(rig: FakeHostRi
     assert recover_journal(rig.ctx, everything=True)[0].outcome == "undone"
     assert rig.driver(0) == "vfio-pci" and rig.hostdevs("b") == (rig.address(0),)
     assert attach(rig.ctx, "b", rig.pf_name, index=2).vf.index == 2  # free once undone
+
+
+def test_an_entry_whose_plan_cannot_be_rebuilt_is_retried_with_backoff(rig: FakeHostRig) -> None:
+    # A forward entry's failed rebuild was not counted: due again on every pass and
+    # every command, each time with its warning.
+    detach_1 = lambda: detach(rig.ctx, "a", rig.pf_name, 1)  # noqa: E731
+    attach(rig.ctx, "a", rig.pf_name, index=1)
+    crash_at(rig, "release.reset.done", detach_1)
+    rig.ctx.store.connection.execute("UPDATE journal SET intent = '{\"pf\": 1}'")
+
+    (first,) = recover_journal(rig.ctx)
+    (second,) = recover_journal(rig.ctx)
+
+    assert first.outcome == "failed" and "a release intent needs" in (first.error or "")
+    assert second.outcome == "waiting"
+    (entry,) = Journal(rig.ctx.store).open_entries()
+    assert entry.attempts == 1 and (entry.last_error or "").startswith("rebuild: ")
