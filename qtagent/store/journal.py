@@ -169,6 +169,9 @@ def _json_of(text: str, kind: type, what: str) -> Any:
 def _entry(row: tuple[Any, ...]) -> JournalEntry:
     entry_id, kind, subject, intent, done, direction, attempts, error, pid, created, updated = row
     try:
+        for what, text in (("intent", intent), ("list of steps done", done)):
+            if isinstance(text, str) and len(text.encode(errors="replace")) > MAX_INTENT_BYTES:
+                raise ValueError(f"its {what} is over {MAX_INTENT_BYTES} bytes")  # noqa: TRY301
         parsed_intent = _json_of(intent, dict, "the intent is not a JSON object")
         parsed_done = _json_of(done, list, "the steps done are not a list")
         if not all(isinstance(s, str) for s in parsed_done):

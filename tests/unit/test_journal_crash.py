@@ -12,6 +12,7 @@ The same runs against the real kernel in tests/lab/test_crash_lab.py.
 from __future__ import annotations
 
 import errno
+import json
 import shutil
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -315,3 +316,19 @@ def test_an_entry_whose_plan_cannot_be_rebuilt_is_retried_with_backoff(rig: Fake
     assert second.outcome == "waiting"
     (entry,) = Journal(rig.ctx.store).open_entries()
     assert entry.attempts == 1 and (entry.last_error or "").startswith("rebuild: ")
+
+
+@pytest.mark.parametrize("column", ["intent", "done"])
+def test_a_journal_entry_larger_than_qtagent_writes_is_corrupt(
+    rig: FakeHostRig, column: str
+) -> None:
+    # A 20 MB intent was rebuilt and failed: its message, with the whole intent in it,
+    # went to the log as one 20 MB line on every retry.
+    attach(rig.ctx, "a", rig.pf_name, index=1)
+    crash_at(rig, "release.reset.done", lambda: detach(rig.ctx, "a", rig.pf_name, 1))
+    big = {"intent": {"vm": "a", "pf": rig.pf_name, "index": "1", "x": "x" * 10**7},
+           "done": ["unplug"] * 10**6}[column]  # fmt: skip
+    rig.ctx.store.connection.execute(f"UPDATE journal SET {column} = ?", (json.dumps(big),))
+
+    with pytest.raises(StoreError, match=r"corrupt journal entry 2: its .* is over 16384 bytes"):
+        recover_journal(rig.ctx)
