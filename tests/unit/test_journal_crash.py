@@ -332,3 +332,14 @@ def test_a_journal_entry_larger_than_qtagent_writes_is_corrupt(
 
     with pytest.raises(StoreError, match=r"corrupt journal entry 2: its .* is over 16384 bytes"):
         recover_journal(rig.ctx)
+
+
+def test_an_undo_whose_steps_done_it_does_not_know_undoes_every_step(rig: FakeHostRig) -> None:
+    # Only the first step was undone: the VF stayed in VM a, with a's MAC and VLAN,
+    # and its reservation went: in a VM, owned by no one.
+    attach_1 = lambda: attach(rig.ctx, "a", rig.pf_name, index=1, mac=VM_MAC, vlan=VM_VLAN)  # noqa: E731
+    crash_at(rig, "attach.plug.done", attach_1)
+    rig.ctx.store.connection.execute("""UPDATE journal SET done = '["bind", "hotplug"]'""")
+
+    restart_and_check(rig)
+    assert rig.hostdevs("a") == () and rig.driver(1) == "igbvf"
