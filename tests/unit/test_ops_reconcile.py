@@ -5,6 +5,7 @@ writes nothing. The lab proves the same on the real kernel (tests/lab/test_drift
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from qtagent.ops.assign import attach
 from qtagent.ops.bind import bind_vf
 from qtagent.ops.reconcile import reconcile
 from qtagent.ops.release import detach
+from qtagent.store.journal import Journal
 from qtagent.store.quarantine import EventLog
 from qtagent.store.status import DriftTable
 from tests.fakes.host_rig import FakeHostRig
@@ -120,6 +122,25 @@ def test_a_config_naming_one_pf_twice_is_refused_as_apply_refuses_it(rig: FakeHo
     desired = rig.ctx.store.desired(rig.pf_name)
     assert desired is not None and desired.num_vfs == 4  # not the last one read
     assert writes(rig) == before
+
+
+def test_a_count_repair_the_kernel_refused_is_retried_with_backoff(rig: FakeHostRig) -> None:
+    # Each pass (each tick, each batch of events) made a new change and wrote again,
+    # its attempts never above 1: no backoff at all.
+    reconcile(rig.ctx, config(rig))
+    rig.ctx.writer.write_num_vfs(rig.pf_name, 0)  # by someone else
+    rig.ctx.writer.write_num_vfs(rig.pf_name, 2)
+    rig.bus.fail_next("sriov_numvfs", errno.EIO, times=100)
+
+    reconcile(rig.ctx, config(rig))
+    (entry,) = Journal(rig.ctx.store).open_entries()
+    before = len(rig.bus.commands)
+    again = reconcile(rig.ctx, config(rig))
+
+    assert len(rig.bus.commands) == before  # nothing written before the retry is due
+    assert Journal(rig.ctx.store).open_entries() == (entry,)
+    (why,) = again.failed
+    assert "the change to 4 VFs waits in the journal until" in why
 
 
 def test_an_externally_unbound_free_vf_gets_its_host_driver_back(rig: FakeHostRig) -> None:
