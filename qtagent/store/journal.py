@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from qtagent.errors import InvalidInput, NotFound
 from qtagent.store.errors import StoreError
-from qtagent.store.rows import utc_time
+from qtagent.store.rows import storable, utc_time
 from qtagent.store.sqlite import sql_errors
 from qtagent.store.store import Store
 
@@ -110,12 +110,14 @@ class Journal:
 
     def turn_back(self, entry: JournalEntry, error: str) -> JournalEntry:
         """Make a forward change a backward one: it failed and its steps are undone."""
-        self._update(entry.id, "direction = ?, last_error = ?", Direction.BACKWARD.value, error)
+        self._update(
+            entry.id, "direction = ?, last_error = ?", Direction.BACKWARD.value, storable(error)
+        )
         return self.entry(entry.id)
 
     def attempt_failed(self, entry: JournalEntry, error: str) -> JournalEntry:
         """Count a recovery attempt that did not finish ``entry``, and why."""
-        self._update(entry.id, "attempts = attempts + 1, last_error = ?", error)
+        self._update(entry.id, "attempts = attempts + 1, last_error = ?", storable(error))
         return self.entry(entry.id)
 
     def finish(self, entry: JournalEntry) -> None:

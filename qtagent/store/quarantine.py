@@ -23,7 +23,7 @@ from typing import Final
 
 from qtagent.model.types import VfId
 from qtagent.store.records import check_vf_id
-from qtagent.store.rows import row_errors, utc_time
+from qtagent.store.rows import row_errors, storable, utc_time
 from qtagent.store.sqlite import sql_errors
 from qtagent.store.store import Store
 
@@ -149,6 +149,7 @@ class EventLog:
 
 
 def _clip(text: str) -> str:
+    text = storable(text)
     return text if len(text) <= DETAIL_MAX else text[: DETAIL_MAX - 3] + "..."
 
 

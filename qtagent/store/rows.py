@@ -73,6 +73,13 @@ def as_text(value: object | None) -> str | None:
     return None if value is None else str(value)
 
 
+def storable(text: str) -> str:
+    """``text`` as SQLite can store it: a message may carry the surrogate escapes of a
+    path that is not UTF-8 (``--config $'/etc/\\xff.toml'``), which the sqlite3
+    module refuses to encode; they are kept as backslash escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def as_bit(value: bool | None) -> int | None:
     return None if value is None else int(value)
 

@@ -13,6 +13,7 @@ from qtagent.errors import ConfigError, Conflict
 from qtagent.model.types import MacAddress
 from qtagent.ops.agent import Agent
 from qtagent.ops.assign import attach
+from qtagent.store.quarantine import EventLog
 from qtagent.store.status import DaemonTable
 from tests.fakes.host_rig import FakeHostRig
 from tests.fakes.sysfs_tree import igb_host
@@ -113,3 +114,25 @@ def test_a_second_daemon_on_the_same_database_does_not_start(
     second = Agent(rig.ctx, other)
     second.start()
     assert rig.ctx.pf(rig.pf_name, settings=False).num_vfs == 2
+
+
+def test_a_config_path_that_is_not_utf8_is_recorded_not_a_crash(
+    rig: FakeHostRig, tmp_path: Path
+) -> None:
+    # `qtagent serve --config $'/etc/qtagent/h\xff.toml'`: sqlite3 refused the path's
+    # surrogate escapes (UnicodeEncodeError) in the reload's event and in every
+    # heartbeat that named it.
+    config = Path(os.fsdecode(bytes(tmp_path) + b"/h\xff.toml"))
+    config.write_text(f'[pf."{rig.pf_name}"]\nnum_vfs = 2\n')
+    agent = Agent(rig.ctx, config)
+    agent.start()
+
+    assert "config refused" not in agent.reload()
+    config.write_text("num_vfs = [")
+    status = agent.reload()
+
+    assert "config refused, the previous one stays" in status
+    record = DaemonTable(rig.ctx.store).get()
+    assert record is not None and record.status == status.replace("\udcff", "\\udcff")
+    events = [e.detail for e in EventLog(rig.ctx.store).last() if e.kind == "config"]
+    assert events[0] == "reloaded" and events[1].startswith("refused: ")
