@@ -22,7 +22,7 @@ DEFAULT_CONFIG = Path("/etc/qtagent/host.toml")
 @click.option(
     "--tick", "tick_s", type=Seconds(0.1, 86400), default=30.0, envvar="QTAGENT_TICK",
     show_default=True, cls=EnvTwinOption,
-    help="Seconds without events (0.1 to 86400) after which the host is checked anyway.",
+    help="Seconds (0.1 to 86400) between two checks of the whole host, whatever events came.",
 )  # fmt: skip
 def serve_cmd(config_path: Path, tick_s: float) -> None:
     """Keep the host at its config: follow udev and netlink link events, reconcile.

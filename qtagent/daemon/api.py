@@ -26,7 +26,8 @@ class DaemonHandler(Protocol):
         ...
 
     def tick(self) -> str | None:
-        """The periodic full check when no event came for ``tick_s``; None: status unchanged."""
+        """The periodic full check, ``tick_s`` after the last one (or the start, or a
+        reload), whatever events came; None: status unchanged."""
         ...
 
     def stop(self) -> None:

@@ -4,7 +4,7 @@ the debouncer, drive the handler, keep systemd informed.
     status "starting" -> handler.start() -> READY=1, STATUS=...
     loop:  events  -> debounced batch -> handler.on_events(batch) -> STATUS=...
            SIGHUP  -> RELOADING=1 -> handler.reload() -> READY=1, STATUS=...
-           idle tick_s -> handler.tick() -> STATUS=... (if it says something new)
+           tick_s after the last check -> handler.tick() -> STATUS=... (if it says something new)
            every watchdog interval -> WATCHDOG=1
            SIGTERM, SIGINT -> STOPPING=1 -> handler.stop() -> exit 0
 
@@ -122,8 +122,7 @@ class DaemonLoop:
             except Exception as err:
                 _log.exception("handling %s failed", batch.summary())
                 status = _failure("event handling", err)
-            self.notifier.status(status)
-            self._next_tick = self.clock() + self.tick_s
+            self.notifier.status(status)  # the check stays due: a batch may look at no PF
         elif now >= self._next_tick:
             try:
                 ticked = self.handler.tick()

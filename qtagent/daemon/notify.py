@@ -42,11 +42,13 @@ def _monotonic_usec() -> int:
 def socket_address(value: str) -> str | bytes | None:
     """The address NOTIFY_SOCKET names: a path (``/run/systemd/notify``) or an
     abstract name (``@name`` -> ``\\0name``); None for anything else (systemd's
-    ``vsock:`` addresses are not supported)."""
-    if value.startswith("/") and len(value.encode()) <= _SUN_PATH_MAX:
+    ``vsock:`` addresses are not supported). The environment's bytes need not be
+    UTF-8: Python hands them over with surrogate escapes, which ``os.fsencode`` undoes."""
+    raw = os.fsencode(value)
+    if raw.startswith(b"/") and len(raw) <= _SUN_PATH_MAX:
         return value
-    if value.startswith("@") and 1 < len(value.encode()) <= _SUN_PATH_MAX + 1:
-        return b"\0" + value[1:].encode()
+    if raw.startswith(b"@") and 1 < len(raw) <= _SUN_PATH_MAX + 1:
+        return b"\0" + raw[1:]
     return None
 
 

@@ -79,7 +79,12 @@ class UdevSource:
                 continue
             if device is None:
                 break
-            props: Mapping[str, str] = dict(device.properties.items())
+            try:
+                props: Mapping[str, str] = dict(device.properties.items())
+            except UnicodeDecodeError as err:  # an interface named with bytes not UTF-8
+                _log.warning("undecodable uevent (%s): the daemon will resync", err.reason)
+                found.append(Overrun(SOURCE_NAME, f"undecodable uevent: {err.reason}"))
+                continue
             event = UdevEvent.from_properties(props)
             if event is None:
                 _log.debug("uevent not understood: %s", props)

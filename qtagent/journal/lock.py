@@ -31,6 +31,23 @@ def lock_path_for(db_path: Path) -> Path:
     return db_path.with_suffix(".lock")
 
 
+def serve_lock_path_for(db_path: Path) -> Path:
+    """The lock `qtagent serve` holds while it runs: ``qtagent.db`` -> ``qtagent.serve.lock``."""
+    return db_path.with_suffix(".serve.lock")
+
+
+def holder_of(path: Path) -> str:
+    """The pid the holder of the lock at ``path`` wrote into it, for a message."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return "unknown"
+    try:
+        return _holder(fd)
+    finally:
+        os.close(fd)
+
+
 class HostLock:
     """An exclusive lock on ``path`` (created 0600 if missing, never through a symlink).
 

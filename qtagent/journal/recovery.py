@@ -56,6 +56,13 @@ def retry_at(entry: JournalEntry) -> datetime:
     return last + min(delay, BACKOFF_MAX)
 
 
+def is_due(entry: JournalEntry, now: datetime) -> bool:
+    """Whether ``entry`` is due at ``now``. One stamped after ``now`` was written
+    before the clock was set back (NTP after a boot with a wrong RTC, an operator):
+    it is due at once, or a change a crash left would wait as long as the jump."""
+    return retry_at(entry) <= now or entry.updated_at > now
+
+
 def recover(
     runner: Runner,
     builders: Mapping[ChangeKind, Builder],
@@ -66,7 +73,7 @@ def recover(
     """Finish every due entry (``everything``: every entry, due or not), oldest first."""
     results = []
     for entry in runner.journal.open_entries():
-        if not everything and retry_at(entry) > now:
+        if not everything and not is_due(entry, now):
             results.append(Recovered(entry, "waiting"))
             continue
         results.append(_recover_one(runner, builders[entry.kind], entry))
@@ -79,15 +86,19 @@ def _recover_one(runner: Runner, build: Builder, entry: JournalEntry) -> Recover
         entry.kind, entry.subject, entry.id, entry.pid, entry.direction,
         ", ".join(entry.done) or "none",
     )  # fmt: skip
+    built = False
     try:
         plan = build(entry)
+        built = True
         if entry.direction is Direction.FORWARD:
             runner.forward(entry, plan)
             return Recovered(entry, "completed")
         runner.backward(entry, plan)
         return Recovered(entry, "undone")
     except QtagentError as err:
-        if entry.direction is Direction.BACKWARD:  # forward() counted its own failure
+        if not built:  # an intent its plan cannot be rebuilt from
+            runner.journal.attempt_failed(entry, f"rebuild: {err.message}")
+        elif entry.direction is Direction.BACKWARD:  # forward() counted its own failure
             runner.journal.attempt_failed(entry, f"undo: {err.message}")
         _log.warning("recovery of %s of %s failed: %s", entry.kind, entry.subject, err.message)
         return Recovered(entry, "failed", err.message)

@@ -117,7 +117,11 @@ class Runner:
         under way, newest first; then record the change as abandoned."""
         started = [s for s in plan.steps if s.name in entry.done]
         pending = [s for s in plan.steps if s.name not in entry.done]
-        if pending:
+        if not set(entry.done) <= set(plan.step_names):
+            # Steps this plan does not have (another version's, an edited row): how far
+            # the change got cannot be told, and every undo is safe for a step not run.
+            started = list(plan.steps)
+        elif pending:
             started.append(pending[0])
         failures: list[QtagentError] = []
         for step in reversed(started):

@@ -16,10 +16,12 @@ STATUS) and keeps in the database for `qtagent status`.
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from pathlib import Path
 
 from qtagent.config import HostConfig, load_host_config
-from qtagent.errors import QtagentError
+from qtagent.errors import Conflict, QtagentError, Timeout
+from qtagent.journal.lock import HostLock, holder_of, serve_lock_path_for
 from qtagent.model.host import HostSnapshot
 from qtagent.ops.context import HostContext
 from qtagent.ops.reconcile import ReconcileResult, reconcile
@@ -43,8 +45,10 @@ class Agent:
         self.passes = 0
         self.last: HostSnapshot = HostSnapshot()  # as the last pass saw the host
         self.last_status = "starting"
+        self._held = ExitStack()  # the serve lock, from start() to stop()
 
     def start(self) -> str:
+        self._hold_serve_lock()
         DaemonTable(self.ctx.store).started("starting")
         recovered = recover_journal(self.ctx)
         for result in recovered:
@@ -70,6 +74,20 @@ class Agent:
 
     def stop(self) -> None:
         DaemonTable(self.ctx.store).stopped()
+        self._held.close()
+
+    def _hold_serve_lock(self) -> None:
+        """One daemon per database: a second one would record its own config on every
+        pass, and two configs would have the VF counts written back and forth."""
+        path = serve_lock_path_for(self.ctx.paths.db_path)
+        try:
+            self._held.enter_context(HostLock(path, timeout_s=0.0))
+        except Timeout:
+            raise Conflict(
+                f"another qtagent serve (pid {holder_of(path)}) runs on this host with "
+                f"the database {self.ctx.paths.db_path}; this one does not start",
+                hint="stop that one first (systemctl stop qtagent)",
+            ) from None
 
     def _load(self, *, initial: bool) -> HostConfig | None:
         path = self.config_path

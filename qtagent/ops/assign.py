@@ -42,7 +42,7 @@ from qtagent.ops.release import (
 from qtagent.plan.binding import check_vfio_viable
 from qtagent.plan.knob_report import KnobReport
 from qtagent.plan.knobs import KnobRequest
-from qtagent.store.journal import ChangeKind, Direction, JournalEntry, JsonValue
+from qtagent.store.journal import ChangeKind, Direction, Journal, JournalEntry, JsonValue
 from qtagent.store.quarantine import EventLog, OperatorVfio, QuarantineTable
 from qtagent.store.records import AllocationState, VmRef
 from qtagent.virt.api import DomainState
@@ -215,6 +215,17 @@ def _check_running(ctx: HostContext, vm: str) -> None:
         )
 
 
+def _in_journal(ctx: HostContext, pf_name: str) -> dict[int, JournalEntry]:
+    """The VFs of ``pf_name`` a change left in the journal names (a bind, an attach, a
+    release whose retry waits), by index."""
+    found: dict[int, JournalEntry] = {}
+    for entry in Journal(ctx.store).open_entries():
+        index = entry.intent.get("index")
+        if entry.intent.get("pf") == pf_name and type(index) is int:
+            found.setdefault(index, entry)
+    return found
+
+
 def _choose_vf(ctx: HostContext, pf: PfInfo, index: int | None) -> VfInfo:
     if pf.bus is not PfBus.PCI:
         raise Unsupported(
@@ -224,11 +235,19 @@ def _choose_vf(ctx: HostContext, pf: PfInfo, index: int | None) -> VfInfo:
     held = {a.vf.index: a.vm.name for a in ctx.store.allocations(pf=pf.name)}
     quarantined = {q.vf.index: q.reason for q in QuarantineTable(ctx.store).all(pf=pf.name)}
     operators = {vf.index for vf in OperatorVfio(ctx.store).all() if vf.pf == pf.name}
+    pending = _in_journal(ctx, pf.name)
     ready, missing = readiness(pf, pf.num_vfs)
     if index is not None:
         vf = pf.vf(index)
         if index in held:
             raise Conflict(f"{vf.id} is already assigned to VM {held[index]!r}")
+        if index in pending:  # its undo or completion would act on the VM's VF later
+            entry = pending[index]
+            raise Conflict(
+                f"{vf.id} has an unfinished {entry.kind} in the journal (entry {entry.id}: "
+                f"{entry.subject})",
+                hint="`qtagent status` shows when it is retried; or choose another VF",
+            )
         if index in operators:
             raise Conflict(
                 f"{vf.id} was bound to vfio-pci by the operator (qtagent vf bind): it is "
@@ -248,7 +267,7 @@ def _choose_vf(ctx: HostContext, pf: PfInfo, index: int | None) -> VfInfo:
         return vf
     for candidate in ready:
         vf = pf.vf(candidate)
-        aside = candidate in quarantined or candidate in operators
+        aside = candidate in quarantined or candidate in operators or candidate in pending
         if candidate not in held and not aside and vf.driver != VFIO:
             return vf
     raise Conflict(

@@ -20,8 +20,9 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from qtagent.config import HostConfig
-from qtagent.errors import NotFound, QtagentError
+from qtagent.config import HostConfig, PfConfig, pf_section
+from qtagent.errors import ConfigError, NotFound, QtagentError
+from qtagent.journal.recovery import retry_at
 from qtagent.journal.runner import Runner
 from qtagent.model.host import HostSnapshot
 from qtagent.ops.context import HostContext
@@ -30,6 +31,7 @@ from qtagent.ops.provision import change_vf_count
 from qtagent.ops.recover import changing
 from qtagent.plan.drift import Desired, Drift, DriftPlan, plan_drift
 from qtagent.plan.vfcount import plan_vf_count
+from qtagent.store.journal import ChangeKind
 from qtagent.store.quarantine import EventLog, set_aside
 from qtagent.store.status import DriftTable
 
@@ -62,12 +64,22 @@ def record_config(ctx: HostContext, config: HostConfig, snapshot: HostSnapshot) 
     """Record ``config``'s PFs that this host has as the desired state; returns the
     names of those it does not have (yet)."""
     missing = []
+    found: dict[str, PfConfig] = {}
     for wanted in config.pfs:
         try:
             pf = snapshot.pf(wanted.name)
         except NotFound:
             missing.append(wanted.name)
             continue
+        if pf.name in found:  # as `qtagent apply` refuses it: nothing is recorded
+            raise ConfigError(
+                f"PF {pf.name} is named twice in the config: as "
+                f"{pf_section(found[pf.name].name)} and as {pf_section(wanted.name)}",
+                hint="keep one section per PF: delete or merge one of them",
+            )
+        found[pf.name] = wanted
+    for name, wanted in found.items():
+        pf = snapshot.pf(name)
         recorded = ctx.store.desired(pf.name)
         same = recorded is not None and (
             (recorded.num_vfs, recorded.defaults, recorded.drift)
@@ -114,7 +126,20 @@ def _repair(
 ) -> dict[str, str]:
     """Carry out the plan's repairs; returns subject -> error for those that failed."""
     failed: dict[str, str] = {}
+    waiting = {
+        entry.intent.get("pf"): entry
+        for entry in runner.journal.open_entries()
+        if entry.kind is ChangeKind.VF_COUNT
+    }
     for pf_name, count in plan.counts:
+        entry = waiting.get(pf_name)
+        if entry is not None and entry.intent.get("desired") == count:
+            # Recovery retries it with backoff: a new change on every pass would not.
+            failed[f"PF {pf_name}"] = (
+                f"PF {pf_name}: the change to {count} VFs waits in the journal until "
+                f"{retry_at(entry).isoformat(timespec='seconds')} ({entry.last_error})"
+            )
+            continue
         try:
             pf = snapshot.pf(pf_name)
             change_vf_count(ctx, runner, plan_vf_count(pf, count, {}))

@@ -136,6 +136,14 @@ def detach(
                 f"{vf.id} belongs to VM {allocation.vm.name!r}, not {vm!r}",
                 hint="a VM can only release its own VFs",
             )
+        attaching = _pending_attach(runner, vf.id)
+        if attaching is not None:  # its undo would later act on whoever has the VF then
+            raise Conflict(
+                f"{vf.id} is not attached yet: its assignment to VM {vm!r} waits in the "
+                f"journal (entry {attaching.id}), which undoes it and frees the VF",
+                hint="`qtagent status` shows when it is retried (the guest must answer "
+                "the unplug); nothing was changed",
+            )
         progress = _Progress()
         intent: dict[str, JsonValue] = {"vm": vm, "pf": pf.name, "index": index}
         plan = release_plan(ctx, intent, policy=policy, progress=progress)
@@ -339,6 +347,16 @@ def vfio_holders(ctx: HostContext, address: PciAddress) -> str:
 def _pending_release(runner: Runner, subject: str) -> JournalEntry | None:
     for entry in runner.journal.open_entries():
         if entry.kind is ChangeKind.RELEASE and entry.subject == subject:
+            return entry
+    return None
+
+
+def _pending_attach(runner: Runner, vf: VfId) -> JournalEntry | None:
+    for entry in runner.journal.open_entries():
+        if entry.kind is ChangeKind.ATTACH and (
+            entry.intent.get("pf"),
+            entry.intent.get("index"),
+        ) == (vf.pf, vf.index):
             return entry
     return None
 

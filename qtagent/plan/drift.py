@@ -11,7 +11,8 @@ What is desired:
 What is done about it, per PF (``drift = "repair"`` or ``"report"`` in the host
 config; repair by default): repair where it is safe, report otherwise. Never
 repaired, only reported: a VF count while any VF of the PF is allocated (a write
-of 0 would destroy it, C2), the driver of a VF a VM holds, a free VF on vfio-pci
+of 0 would destroy it, C2) or set aside (quarantined, or the operator's on
+vfio-pci: a process may hold it through VFIO), the driver of a VF a VM holds, a free VF on vfio-pci
 (another tool may be using it), a PF that lost its driver. A knob the driver
 does not report cannot drift.
 """
@@ -77,7 +78,8 @@ def plan_drift(
         want = desired.get(pf.name, Desired())
         repair = want.policy is DriftPolicy.REPAIR
         held = [vf.id for vf in pf.vfs if vf.id in owned]
-        count = _count_drift(pf, want, held, repair)
+        kept = [vf.id for vf in pf.vfs if vf.id in aside and vf.id not in owned]
+        count = _count_drift(pf, want, held, kept, repair)
         if count is not None:
             drift.append(count)
             if count.repair and want.num_vfs is not None:
@@ -103,7 +105,9 @@ def plan_drift(
     return DriftPlan(tuple(drift), tuple(counts), tuple(knobs), tuple(host_drivers))
 
 
-def _count_drift(pf: PfInfo, want: Desired, held: list[VfId], repair: bool) -> Drift | None:
+def _count_drift(
+    pf: PfInfo, want: Desired, held: list[VfId], kept: list[VfId], repair: bool
+) -> Drift | None:
     subject = f"PF {pf.name}"
     if pf.driver is None:
         return Drift(subject, "driver", "a PF driver", "none", False, "a PF without a driver")
@@ -113,6 +117,10 @@ def _count_drift(pf: PfInfo, want: Desired, held: list[VfId], repair: bool) -> D
     if held:
         names = ", ".join(f"VF{vf.index}" for vf in held)
         return Drift(subject, "VF count", wanted, have, False, f"VFs are allocated ({names})")
+    if kept:  # a process may hold one through VFIO: writing 0 would take it away
+        names = ", ".join(f"VF{vf.index}" for vf in kept)
+        why = f"VFs are quarantined or the operator's on vfio-pci ({names})"
+        return Drift(subject, "VF count", wanted, have, False, why)
     if not repair:
         return Drift(subject, "VF count", wanted, have, False, "the PF's drift policy is report")
     return Drift(subject, "VF count", wanted, have, True)

@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from qtagent.errors import InvalidInput, NotFound
 from qtagent.store.errors import StoreError
+from qtagent.store.rows import storable, utc_time
 from qtagent.store.sqlite import sql_errors
 from qtagent.store.store import Store
 
@@ -109,12 +110,14 @@ class Journal:
 
     def turn_back(self, entry: JournalEntry, error: str) -> JournalEntry:
         """Make a forward change a backward one: it failed and its steps are undone."""
-        self._update(entry.id, "direction = ?, last_error = ?", Direction.BACKWARD.value, error)
+        self._update(
+            entry.id, "direction = ?, last_error = ?", Direction.BACKWARD.value, storable(error)
+        )
         return self.entry(entry.id)
 
     def attempt_failed(self, entry: JournalEntry, error: str) -> JournalEntry:
         """Count a recovery attempt that did not finish ``entry``, and why."""
-        self._update(entry.id, "attempts = attempts + 1, last_error = ?", error)
+        self._update(entry.id, "attempts = attempts + 1, last_error = ?", storable(error))
         return self.entry(entry.id)
 
     def finish(self, entry: JournalEntry) -> None:
@@ -168,6 +171,9 @@ def _json_of(text: str, kind: type, what: str) -> Any:
 def _entry(row: tuple[Any, ...]) -> JournalEntry:
     entry_id, kind, subject, intent, done, direction, attempts, error, pid, created, updated = row
     try:
+        for what, text in (("intent", intent), ("list of steps done", done)):
+            if isinstance(text, str) and len(text.encode(errors="replace")) > MAX_INTENT_BYTES:
+                raise ValueError(f"its {what} is over {MAX_INTENT_BYTES} bytes")  # noqa: TRY301
         parsed_intent = _json_of(intent, dict, "the intent is not a JSON object")
         parsed_done = _json_of(done, list, "the steps done are not a list")
         if not all(isinstance(s, str) for s in parsed_done):
@@ -182,8 +188,8 @@ def _entry(row: tuple[Any, ...]) -> JournalEntry:
             attempts=attempts,
             last_error=error,
             pid=pid,
-            created_at=datetime.fromisoformat(created),
-            updated_at=datetime.fromisoformat(updated),
+            created_at=utc_time(created),
+            updated_at=utc_time(updated),
         )
     except (ValueError, TypeError) as e:
         raise StoreError(

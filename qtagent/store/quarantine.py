@@ -23,6 +23,7 @@ from typing import Final
 
 from qtagent.model.types import VfId
 from qtagent.store.records import check_vf_id
+from qtagent.store.rows import row_errors, storable, utc_time
 from qtagent.store.sqlite import sql_errors
 from qtagent.store.store import Store
 
@@ -144,16 +145,21 @@ class EventLog:
                 "SELECT at, kind, subject, detail FROM events ORDER BY id DESC LIMIT ?",
                 (max(count, 0),),
             ).fetchall()
-        return tuple(
-            Event(datetime.fromisoformat(at), kind, subject, detail)
-            for at, kind, subject, detail in reversed(found)
-        )
+        return tuple(_event(row) for row in reversed(found))
 
 
 def _clip(text: str) -> str:
+    text = storable(text)
     return text if len(text) <= DETAIL_MAX else text[: DETAIL_MAX - 3] + "..."
 
 
 def _quarantined(row: tuple[str, int, str, str]) -> Quarantined:
     pf, index, reason, since = row
-    return Quarantined(VfId(pf, index), reason, datetime.fromisoformat(since))
+    with row_errors("quarantine", pf, index):
+        return Quarantined(VfId(pf, index), reason, utc_time(since))
+
+
+def _event(row: tuple[str, str, str, str]) -> Event:
+    at, kind, subject, detail = row
+    with row_errors("events", subject, None):
+        return Event(utc_time(at), kind, subject, detail)

@@ -73,6 +73,13 @@ def as_text(value: object | None) -> str | None:
     return None if value is None else str(value)
 
 
+def storable(text: str) -> str:
+    """``text`` as SQLite can store it: a message may carry the surrogate escapes of a
+    path that is not UTF-8 (``--config $'/etc/\\xff.toml'``), which the sqlite3
+    module refuses to encode; they are kept as backslash escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def as_bit(value: bool | None) -> int | None:
     return None if value is None else int(value)
 
@@ -81,7 +88,8 @@ def _flag(value: Any) -> bool | None:
     return None if value is None else bool(value)
 
 
-def _time(value: str) -> datetime:
+def utc_time(value: str) -> datetime:
+    """A time as qtagent writes it (ISO 8601 with its offset); ValueError for others."""
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         raise ValueError(f"time {value!r} has no timezone")
@@ -90,7 +98,7 @@ def _time(value: str) -> datetime:
 
 def allocation_from_row(row: tuple[Any, ...]) -> Allocation:
     pf, index, vm_name, vm_uuid, mac, vlan, qos, state, created, updated, lease = row
-    with _row_errors("allocations", pf, index):
+    with row_errors("allocations", pf, index):
         return Allocation(
             vf=VfId(pf, index),
             vm=VmRef(vm_name, uuid.UUID(vm_uuid) if vm_uuid is not None else None),
@@ -98,15 +106,15 @@ def allocation_from_row(row: tuple[Any, ...]) -> Allocation:
             vlan=vlan,
             qos=qos,
             state=AllocationState(state),
-            created_at=_time(created),
-            updated_at=_time(updated),
+            created_at=utc_time(created),
+            updated_at=utc_time(updated),
             lease=lease,
         )
 
 
 def original_from_row(row: tuple[Any, ...]) -> OriginalVf:
     pf, index, mac, vlan, qos, spoofchk, trust, max_rate, min_rate, link, driver, at = row
-    with _row_errors("vf_originals", pf, index):
+    with row_errors("vf_originals", pf, index):
         settings = VfSettings(
             mac=MacAddress.parse(mac) if mac is not None else None,
             vlan=vlan,
@@ -117,12 +125,12 @@ def original_from_row(row: tuple[Any, ...]) -> OriginalVf:
             min_tx_rate=min_rate,
             link_state=LinkState(link) if link is not None else None,
         )
-        return OriginalVf(VfId(pf, index), settings, driver, _time(at))
+        return OriginalVf(VfId(pf, index), settings, driver, utc_time(at))
 
 
 def desired_from_row(row: tuple[Any, ...]) -> PfDesired:
     pf, num_vfs, vlan, qos, spoofchk, trust, link, max_rate, min_rate, updated, applied, drift = row
-    with _row_errors("pf_desired", pf, None):
+    with row_errors("pf_desired", pf, None):
         defaults = VfDefaults(
             vlan=vlan,
             qos=qos,
@@ -133,13 +141,13 @@ def desired_from_row(row: tuple[Any, ...]) -> PfDesired:
             min_tx_rate=min_rate,
         )
         return PfDesired(
-            pf, num_vfs, defaults, _time(updated), _time(applied) if applied else None,
+            pf, num_vfs, defaults, utc_time(updated), utc_time(applied) if applied else None,
             DriftPolicy(drift),
         )  # fmt: skip
 
 
 @contextmanager
-def _row_errors(table: str, pf: object, index: object) -> Iterator[None]:
+def row_errors(table: str, pf: object, index: object) -> Iterator[None]:
     """A row that does not parse was written by something else: say where it is."""
     try:
         yield

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from qtagent.model.drift import Drift
+from qtagent.store.rows import row_errors, storable, utc_time
 from qtagent.store.sqlite import sql_errors
 from qtagent.store.store import Store
 
@@ -68,14 +69,14 @@ class DaemonTable:
             self._store.connection.execute(
                 "INSERT OR REPLACE INTO daemon (id, pid, started_at, heartbeat_at, status) "
                 "VALUES (1, ?, ?, ?, ?)",
-                (os.getpid(), now, now, status[:500]),
+                (os.getpid(), now, now, storable(status)[:500]),
             )
 
     def heartbeat(self, status: str) -> None:
         with self._store.transaction(), sql_errors("record the daemon's heartbeat"):
             self._store.connection.execute(
                 "UPDATE daemon SET heartbeat_at = ?, status = ? WHERE id = 1 AND pid = ?",
-                (self._store.now_text(), status[:500], os.getpid()),
+                (self._store.now_text(), storable(status)[:500], os.getpid()),
             )
 
     def stopped(self) -> None:
@@ -92,6 +93,5 @@ class DaemonTable:
         if row is None:
             return None
         pid, started, beat, status = row
-        return DaemonRecord(
-            pid, datetime.fromisoformat(started), datetime.fromisoformat(beat), status
-        )
+        with row_errors("daemon", pid, None):
+            return DaemonRecord(pid, utc_time(started), utc_time(beat), status)

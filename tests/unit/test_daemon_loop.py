@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -182,6 +183,25 @@ def test_ticks_come_when_idle_and_a_silent_tick_sends_nothing(
     handler = RecordingHandler(tick_status=None, after={"tick": [lambda: signals.send(15)]})
     assert loop(handler, listener, [udev], signals, tick_s=0.05).run() == 0
     assert listener.messages()[2:] == ["STOPPING=1"]
+
+
+def test_a_steady_trickle_of_events_does_not_put_off_the_periodic_check(
+    listener: NotifyListener, udev: PipeSource, signals: PipeSignals
+) -> None:
+    # A tap of some VM coming or going every few seconds (an event for no PF, so no
+    # look at all) put the check off for good: no retry of the journal, no full look.
+    def trickle() -> None:
+        for _ in range(8):
+            time.sleep(0.2)  # each its own batch (0.1 s quiet), closer than tick_s
+            udev.push(VF_UNBIND)
+        signals.send(signal.SIGTERM)
+
+    worker = threading.Thread(target=trickle)
+    handler = RecordingHandler(after={"start": [worker.start]})
+    assert loop(handler, listener, [udev], signals, tick_s=0.5).run() == 0
+    worker.join()
+    assert handler.calls.count("on_events") >= 2
+    assert "tick" in handler.calls
 
 
 def test_the_watchdog_is_fed_at_half_its_timeout(

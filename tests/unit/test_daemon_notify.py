@@ -72,6 +72,21 @@ def test_an_abstract_socket_is_reached_through_its_at_name() -> None:
         sock.close()
 
 
+@pytest.mark.parametrize("prefix", ["/", "@"])
+def test_a_socket_name_that_is_not_utf8_is_reached(tmp_path: Path, prefix: str) -> None:
+    # os.environ gives such bytes as surrogate escapes: "\xff" arrives as "\udcff".
+    raw = (bytes(tmp_path) + b"/n\xff") if prefix == "/" else b"qtagent-\xff-%d" % os.getpid()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(raw if prefix == "/" else b"\0" + raw)
+    sock.settimeout(2)
+    value = os.fsdecode(raw) if prefix == "/" else "@" + os.fsdecode(raw)
+    try:
+        Notifier.from_env({"NOTIFY_SOCKET": value}).ready("up")
+        assert received(sock) == "READY=1\nSTATUS=up"
+    finally:
+        sock.close()
+
+
 def test_status_is_one_line_without_control_characters(
     listener: tuple[socket.socket, str],
 ) -> None:

@@ -11,25 +11,31 @@ The same runs against the real kernel in tests/lab/test_crash_lab.py.
 
 from __future__ import annotations
 
+import errno
+import json
 import shutil
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from qtagent.errors import Conflict, NotFound
+from qtagent.errors import Conflict, NotFound, QtagentError
 from qtagent.journal.failpoints import Failpoints, points_of
 from qtagent.model.types import MacAddress, VfId
 from qtagent.ops.assign import ATTACH_STEPS, attach
 from qtagent.ops.audit import audit
 from qtagent.ops.bind import BIND_STEPS, bind_vf
 from qtagent.ops.provision import VF_COUNT_STEPS, set_vf_count
+from qtagent.ops.reconcile import reconcile
 from qtagent.ops.recover import recover_journal
 from qtagent.ops.release import RELEASE_STEPS, detach
 from qtagent.ops.unquarantine import unquarantine
+from qtagent.store.errors import StoreError
 from qtagent.store.journal import Journal
-from qtagent.store.quarantine import OperatorVfio, QuarantineTable
+from qtagent.store.quarantine import EventLog, OperatorVfio, QuarantineTable
 from qtagent.store.records import AllocationState, VmRef
+from qtagent.store.status import DaemonTable
 from tests.fakes.host_rig import FakeHostRig
 from tests.fakes.sysfs_tree import igb_host
 
@@ -206,3 +212,134 @@ def test_a_vf_the_operator_bound_to_vfio_pci_is_theirs(rig: FakeHostRig) -> None
 
     bind_vf(rig.ctx, rig.pf_name, 2, "host")
     assert rig.driver(2) == "igbvf" and OperatorVfio(rig.ctx.store).all() == ()
+
+
+def test_a_journal_time_without_timezone_is_a_corrupt_entry(rig: FakeHostRig) -> None:
+    # Such a time cannot be compared with now: recovery raised TypeError.
+    crash_at(rig, "attach.bind.done", lambda: attach(rig.ctx, "a", rig.pf_name, index=1))
+    rig.ctx.store.connection.execute("UPDATE journal SET updated_at = '2026-12-04 10:00:00'")
+
+    with pytest.raises(StoreError, match="corrupt journal entry 1"):
+        recover_journal(rig.ctx)
+    with pytest.raises(StoreError, match="corrupt journal entry 1"):
+        attach(rig.ctx, "a", rig.pf_name, index=2)
+    assert rig.driver(2) == "igbvf"
+
+
+def test_times_edited_by_hand_in_the_other_tables_are_corrupt_rows(rig: FakeHostRig) -> None:
+    # fromisoformat's ValueError escaped every pass of the daemon (which reads the
+    # quarantine), and `qtagent status` (which reads the events and the daemon's row).
+    attach(rig.ctx, "a", rig.pf_name, index=1, mac=VM_MAC)
+    rig.hold_vfio_group(1)
+    detach(rig.ctx, "a", rig.pf_name, 1)
+    DaemonTable(rig.ctx.store).started("up")
+    conn = rig.ctx.store.connection
+    conn.execute("UPDATE quarantine SET since = 'yesterday'")
+    conn.execute("UPDATE events SET at = 'noon'")
+    conn.execute("UPDATE daemon SET heartbeat_at = '2026-12-04 10:00:00'")
+
+    with pytest.raises(StoreError, match=r"corrupt quarantine row for '0000:41:00.0' VF 1"):
+        reconcile(rig.ctx)
+    with pytest.raises(StoreError, match="corrupt events row"):
+        EventLog(rig.ctx.store).last()
+    with pytest.raises(StoreError, match="corrupt daemon row"):
+        DaemonTable(rig.ctx.store).get()
+
+
+def test_a_change_left_before_the_clock_was_set_back_is_recovered_at_once(
+    rig: FakeHostRig,
+) -> None:
+    crash_at(rig, "attach.bind.done", lambda: attach(rig.ctx, "a", rig.pf_name, index=1))
+    later = (datetime.now(UTC) + timedelta(hours=5)).isoformat()
+    rig.ctx.store.connection.execute("UPDATE journal SET updated_at = ?", (later,))
+
+    (result,) = recover_journal(rig.ctx)
+
+    assert result.outcome == "undone"  # not "waiting" for five hours on vfio-pci
+    assert rig.driver(1) == "igbvf" and rig.allocation(1) is None
+
+
+def test_a_vf_whose_assignment_waits_to_be_undone_is_not_released_under_it(
+    rig: FakeHostRig,
+) -> None:
+    # The release freed the VF while the attach's entry stayed; once the VF was given
+    # to VM b, that entry's undo rebound it to igbvf and wiped b's MAC and VLAN.
+    attach_1 = lambda: attach(rig.ctx, "a", rig.pf_name, index=1, mac=VM_MAC)  # noqa: E731
+    crash_at(rig, "attach.plug.done", attach_1)
+    rig.virt.domains["a"].answers_eject = False
+    (undo,) = recover_journal(rig.ctx)  # the guest does not let go: the undo waits
+    assert undo.outcome == "failed"
+
+    rig.virt.guest_answers_eject("a")  # at last; the undo is not due yet
+    with pytest.raises(Conflict, match="not attached yet"):
+        detach(rig.ctx, "a", rig.pf_name, 1)
+    assert recover_journal(rig.ctx, everything=True)[0].outcome == "undone"
+    rig.vm("b")
+    b_mac = MacAddress.parse("52:54:00:bb:00:01")
+    attach(rig.ctx, "b", rig.pf_name, index=1, mac=b_mac, vlan=200)
+
+    assert recover_journal(rig.ctx, everything=True) == ()
+    assert rig.driver(1) == "vfio-pci" and rig.hostdevs("b") == (rig.address(1),)
+    assert (rig.settings(1).mac, rig.settings(1).vlan) == (b_mac, 200)
+
+
+def test_a_vf_whose_binding_waits_to_be_undone_is_not_handed_out(rig: FakeHostRig) -> None:
+    # The bind's entry stayed (its undo failed); the VF got its driver back and went to
+    # VM b; then the entry's undo took b's VF off vfio-pci.
+    rig.bus.fail_next("drivers_probe", errno.EIO, times=3)  # vfio-pci, rollback, undo
+    with pytest.raises(QtagentError, match="undo is retried later"):
+        bind_vf(rig.ctx, rig.pf_name, 2, "vfio-pci")
+    rig.ctx.binder.probe_host_driver(rig.vf(2))  # the daemon's repair of a VF without driver
+    rig.vm("b")
+
+    with pytest.raises(Conflict, match="unfinished bind in the journal"):
+        attach(rig.ctx, "b", rig.pf_name, index=2)
+    assert attach(rig.ctx, "b", rig.pf_name).vf.index == 0  # not VF2
+
+    assert recover_journal(rig.ctx, everything=True)[0].outcome == "undone"
+    assert rig.driver(0) == "vfio-pci" and rig.hostdevs("b") == (rig.address(0),)
+    assert attach(rig.ctx, "b", rig.pf_name, index=2).vf.index == 2  # free once undone
+
+
+def test_an_entry_whose_plan_cannot_be_rebuilt_is_retried_with_backoff(rig: FakeHostRig) -> None:
+    # A forward entry's failed rebuild was not counted: due again on every pass and
+    # every command, each time with its warning.
+    detach_1 = lambda: detach(rig.ctx, "a", rig.pf_name, 1)  # noqa: E731
+    attach(rig.ctx, "a", rig.pf_name, index=1)
+    crash_at(rig, "release.reset.done", detach_1)
+    rig.ctx.store.connection.execute("UPDATE journal SET intent = '{\"pf\": 1}'")
+
+    (first,) = recover_journal(rig.ctx)
+    (second,) = recover_journal(rig.ctx)
+
+    assert first.outcome == "failed" and "a release intent needs" in (first.error or "")
+    assert second.outcome == "waiting"
+    (entry,) = Journal(rig.ctx.store).open_entries()
+    assert entry.attempts == 1 and (entry.last_error or "").startswith("rebuild: ")
+
+
+@pytest.mark.parametrize("column", ["intent", "done"])
+def test_a_journal_entry_larger_than_qtagent_writes_is_corrupt(
+    rig: FakeHostRig, column: str
+) -> None:
+    # A 20 MB intent was rebuilt and failed: its message, with the whole intent in it,
+    # went to the log as one 20 MB line on every retry.
+    attach(rig.ctx, "a", rig.pf_name, index=1)
+    crash_at(rig, "release.reset.done", lambda: detach(rig.ctx, "a", rig.pf_name, 1))
+    big = {"intent": {"vm": "a", "pf": rig.pf_name, "index": "1", "x": "x" * 10**7},
+           "done": ["unplug"] * 10**6}[column]  # fmt: skip
+    rig.ctx.store.connection.execute(f"UPDATE journal SET {column} = ?", (json.dumps(big),))
+
+    with pytest.raises(StoreError, match=r"corrupt journal entry 2: its .* is over 16384 bytes"):
+        recover_journal(rig.ctx)
+
+
+def test_an_undo_whose_steps_done_it_does_not_know_undoes_every_step(rig: FakeHostRig) -> None:
+    # Only the first step was undone: the VF stayed in VM a, with a's MAC and VLAN,
+    # and its reservation went: in a VM, owned by no one.
+    attach_1 = lambda: attach(rig.ctx, "a", rig.pf_name, index=1, mac=VM_MAC, vlan=VM_VLAN)  # noqa: E731
+    crash_at(rig, "attach.plug.done", attach_1)
+    rig.ctx.store.connection.execute("""UPDATE journal SET done = '["bind", "hotplug"]'""")
+
+    restart_and_check(rig)
+    assert rig.hostdevs("a") == () and rig.driver(1) == "igbvf"

@@ -3,15 +3,17 @@ reload with a broken config, a restart that writes nothing (issue 3, C8)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from qtagent.errors import ConfigError
+from qtagent.errors import ConfigError, Conflict
 from qtagent.model.types import MacAddress
 from qtagent.ops.agent import Agent
 from qtagent.ops.assign import attach
+from qtagent.store.quarantine import EventLog
 from qtagent.store.status import DaemonTable
 from tests.fakes.host_rig import FakeHostRig
 from tests.fakes.sysfs_tree import igb_host
@@ -52,7 +54,9 @@ def test_start_applies_the_desired_count_itself(rig: FakeHostRig, tmp_path: Path
 
 def test_a_restart_with_vms_holding_vfs_writes_nothing(rig: FakeHostRig, tmp_path: Path) -> None:
     config = write_config(rig, tmp_path, 4)
-    Agent(rig.ctx, config).start()
+    setup = Agent(rig.ctx, config)
+    setup.start()
+    setup.stop()
     attach(rig.ctx, "a", rig.pf_name, index=1, mac=VM_MAC, vlan=100)
     attach(rig.ctx, "a", rig.pf_name, index=2, mac=MacAddress.parse("52:54:00:aa:00:02"))
     first = Agent(rig.ctx, config)
@@ -88,3 +92,47 @@ def test_a_broken_config_at_start_is_fatal(rig: FakeHostRig, tmp_path: Path) -> 
     config.write_text("num_vfs = [")
     with pytest.raises(ConfigError, match="not valid TOML"):
         Agent(rig.ctx, config).start()
+
+
+def test_a_second_daemon_on_the_same_database_does_not_start(
+    rig: FakeHostRig, tmp_path: Path
+) -> None:
+    # Each would record its own config on every pass: the VF count went 4, 0, 2, 0, 4...
+    first = Agent(rig.ctx, write_config(rig, tmp_path, 4))
+    first.start()
+    other = tmp_path / "other.toml"
+    other.write_text(f'[pf."{rig.pf_name}"]\nnum_vfs = 2\n')
+    before = writes(rig)
+
+    with pytest.raises(Conflict, match=rf"another qtagent serve \(pid {os.getpid()}\) runs"):
+        Agent(rig.ctx, other).start()
+    assert writes(rig) == before
+    record = DaemonTable(rig.ctx.store).get()
+    assert record is not None and record.status == first.last_status  # the first one's row
+
+    first.stop()
+    second = Agent(rig.ctx, other)
+    second.start()
+    assert rig.ctx.pf(rig.pf_name, settings=False).num_vfs == 2
+
+
+def test_a_config_path_that_is_not_utf8_is_recorded_not_a_crash(
+    rig: FakeHostRig, tmp_path: Path
+) -> None:
+    # `qtagent serve --config $'/etc/qtagent/h\xff.toml'`: sqlite3 refused the path's
+    # surrogate escapes (UnicodeEncodeError) in the reload's event and in every
+    # heartbeat that named it.
+    config = Path(os.fsdecode(bytes(tmp_path) + b"/h\xff.toml"))
+    config.write_text(f'[pf."{rig.pf_name}"]\nnum_vfs = 2\n')
+    agent = Agent(rig.ctx, config)
+    agent.start()
+
+    assert "config refused" not in agent.reload()
+    config.write_text("num_vfs = [")
+    status = agent.reload()
+
+    assert "config refused, the previous one stays" in status
+    record = DaemonTable(rig.ctx.store).get()
+    assert record is not None and record.status == status.replace("\udcff", "\\udcff")
+    events = [e.detail for e in EventLog(rig.ctx.store).last() if e.kind == "config"]
+    assert events[0] == "reloaded" and events[1].startswith("refused: ")

@@ -5,15 +5,20 @@ writes nothing. The lab proves the same on the real kernel (tests/lab/test_drift
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from qtagent.config import HostConfig, parse_host_config
+from qtagent.errors import ConfigError
 from qtagent.model.types import MacAddress, VfId
 from qtagent.ops.assign import attach
+from qtagent.ops.bind import bind_vf
 from qtagent.ops.reconcile import reconcile
+from qtagent.ops.release import detach
+from qtagent.store.journal import Journal
 from qtagent.store.quarantine import EventLog
 from qtagent.store.status import DriftTable
 from tests.fakes.host_rig import FakeHostRig
@@ -85,6 +90,57 @@ def test_an_external_count_change_is_repaired_when_free_and_reported_when_held(
     assert (drift.aspect, drift.repair) == ("VF count", False) and "VF1" in drift.why
     assert rig.ctx.pf(rig.pf_name, settings=False).num_vfs == 4  # never through 0 under a VM
     assert DriftTable(rig.ctx.store).all() == (drift,)
+
+
+def test_a_count_is_not_repaired_under_a_vf_a_process_may_hold_through_vfio(
+    rig: FakeHostRig,
+) -> None:
+    reconcile(rig.ctx, config(rig))
+    attach(rig.ctx, "a", rig.pf_name, index=1, mac=VM_MAC)
+    rig.hold_vfio_group(1)  # QEMU still holds VF1's group: its release quarantines it
+    detach(rig.ctx, "a", rig.pf_name, 1)
+    bind_vf(rig.ctx, rig.pf_name, 2, "vfio-pci")  # the operator's, for DPDK say
+    before = rig.bus.writes
+
+    result = reconcile(rig.ctx, config(rig, "num_vfs = 6"))
+
+    (drift,) = result.drift
+    assert (drift.aspect, drift.repair) == ("VF count", False)
+    assert "VF1" in drift.why and "VF2" in drift.why
+    assert rig.bus.writes == before  # no 0 written under them
+    assert (rig.driver(1), rig.driver(2)) == ("vfio-pci", "vfio-pci")
+
+
+def test_a_config_naming_one_pf_twice_is_refused_as_apply_refuses_it(rig: FakeHostRig) -> None:
+    reconcile(rig.ctx, config(rig))
+    twice = config(rig).pfs + parse_host_config(b"[pf.enp65s0]\nnum_vfs = 2\n").pfs
+    before = writes(rig)
+
+    with pytest.raises(ConfigError, match=r"named twice in the config: .* and as \[pf.enp65s0\]"):
+        reconcile(rig.ctx, HostConfig(twice))
+
+    desired = rig.ctx.store.desired(rig.pf_name)
+    assert desired is not None and desired.num_vfs == 4  # not the last one read
+    assert writes(rig) == before
+
+
+def test_a_count_repair_the_kernel_refused_is_retried_with_backoff(rig: FakeHostRig) -> None:
+    # Each pass (each tick, each batch of events) made a new change and wrote again,
+    # its attempts never above 1: no backoff at all.
+    reconcile(rig.ctx, config(rig))
+    rig.ctx.writer.write_num_vfs(rig.pf_name, 0)  # by someone else
+    rig.ctx.writer.write_num_vfs(rig.pf_name, 2)
+    rig.bus.fail_next("sriov_numvfs", errno.EIO, times=100)
+
+    reconcile(rig.ctx, config(rig))
+    (entry,) = Journal(rig.ctx.store).open_entries()
+    before = len(rig.bus.commands)
+    again = reconcile(rig.ctx, config(rig))
+
+    assert len(rig.bus.commands) == before  # nothing written before the retry is due
+    assert Journal(rig.ctx.store).open_entries() == (entry,)
+    (why,) = again.failed
+    assert "the change to 4 VFs waits in the journal until" in why
 
 
 def test_an_externally_unbound_free_vf_gets_its_host_driver_back(rig: FakeHostRig) -> None:
