@@ -45,6 +45,8 @@ class Agent:
         self.passes = 0
         self.last: HostSnapshot = HostSnapshot()  # as the last pass saw the host
         self.last_status = "starting"
+        self.repaired_last = 0  # repairs the last pass made
+        self._unknown: tuple[str, ...] = ()  # config PFs the last pass did not find
         self._held = ExitStack()  # the serve lock, from start() to stop()
 
     def start(self) -> str:
@@ -55,7 +57,11 @@ class Agent:
             _log.warning("at start: %s of %s %s", result.entry.kind, result.entry.subject,
                          result.outcome)  # fmt: skip
         self.config = self._load(initial=True)
-        return self._look()
+        first = self._look()
+        if self.repaired_last:
+            # VFs it just created get their defaults on a second look, before READY=1.
+            return self._look()
+        return first
 
     def changed(self, pfs: frozenset[str] | None = None) -> str:
         """After a batch of events: look again (``pfs``: only at these PFs)."""
@@ -93,14 +99,18 @@ class Agent:
         path = self.config_path
         if path is None or not path.exists():
             self.config_error = None
-            if initial:
-                _log.info("no host config at %s: keeping the desired state on record", path)
+            if initial and path is not None:
+                _log.warning("no host config at %s: keeping the desired state on record", path)
+                EventLog(self.ctx.store).add(
+                    "config", str(path), "not found: keeping the desired state on record"
+                )
             return None
         try:
             config = load_host_config(path)
         except QtagentError as err:
             self.config_error = err.message
-            _log.error("host config %s refused: %s", path, err.diagnostics())
+            hint = f" (hint: {err.hint})" if err.hint else ""
+            _log.error("host config %s refused: %s%s", path, err.message, hint)
             EventLog(self.ctx.store).add("config", str(path), f"refused: {err.message}")
             if initial:
                 raise
@@ -117,9 +127,21 @@ class Agent:
             _log.error("%s", err.diagnostics())
         else:
             status = self._status(result)
+            self.repaired_last = result.repaired
+            self._say_unknown(result.unknown_pfs)
         DaemonTable(self.ctx.store).heartbeat(status)
         self.last_status = status
         return status
+
+    def _say_unknown(self, unknown: tuple[str, ...]) -> None:
+        """Warn (log and event) when the config's PFs not found on the host change."""
+        if unknown == self._unknown:
+            return
+        self._unknown = unknown
+        if unknown:
+            names = ", ".join(unknown)
+            _log.warning("host config names PFs not on this host: %s (see qtagent pf list)", names)
+            EventLog(self.ctx.store).add("config", str(self.config_path), f"PFs not found: {names}")
 
     def _status(self, result: ReconcileResult) -> str:
         snapshot = self.last = self.ctx.snapshot(settings=False)

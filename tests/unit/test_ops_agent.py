@@ -136,3 +136,37 @@ def test_a_config_path_that_is_not_utf8_is_recorded_not_a_crash(
     assert record is not None and record.status == status.replace("\udcff", "\\udcff")
     events = [e.detail for e in EventLog(rig.ctx.store).last() if e.kind == "config"]
     assert events[0] == "reloaded" and events[1].startswith("refused: ")
+
+
+def test_new_vfs_have_their_defaults_before_ready(rig: FakeHostRig, tmp_path: Path) -> None:
+    """The pass that creates the VFs planned from a host without them; a second look
+    at start gives them the config's defaults before READY=1 (new-user run)."""
+    config = tmp_path / "host.toml"
+    config.write_text(f'[pf."{rig.pf_name}"]\nnum_vfs = 2\nvf_defaults = {{ vlan = 10 }}\n')
+    agent = Agent(rig.ctx, config)
+
+    agent.start()
+
+    pf = rig.ctx.pf(rig.pf_name)
+    assert [vf.settings.vlan for vf in pf.vfs] == [10, 10]
+    assert agent.passes == 2
+    agent.stop()
+
+
+def test_a_missing_config_and_unknown_pfs_are_warned_about(
+    rig: FakeHostRig, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = Agent(rig.ctx, tmp_path / "nonexistent.toml")
+    missing.start()
+    missing.stop()
+    config = tmp_path / "host.toml"
+    config.write_text("[pf.enp99s0]\nnum_vfs = 2\n")
+    agent = Agent(rig.ctx, config)
+    agent.start()
+    agent.tick()  # the same PFs missing again: said once, not on every pass
+    agent.stop()
+
+    details = [e.detail for e in EventLog(rig.ctx.store).last(10) if e.kind == "config"]
+    assert "not found: keeping the desired state on record" in details
+    assert details.count("PFs not found: enp99s0") == 1
+    assert "no host config at" in caplog.text and "PFs not on this host: enp99s0" in caplog.text
