@@ -50,13 +50,19 @@ def unquarantine(ctx: HostContext, pf_name: str, index: int) -> Unquarantined:
             elif vf.driver is None:
                 ctx.binder.probe_host_driver(vf)
         now = ctx.pf(pf.name).vf(index)
-        if now.settings.vlan:
-            reason = f"it still carries VLAN {now.settings.vlan}"
+        # What a VM may have been given that the next one must not inherit; attach sets
+        # only MAC and VLAN, so a VF left trusted would reach the next VM trusted.
+        dev = pf.netdev or pf.name
+        left = [
+            (f"VLAN {now.settings.vlan}", "vlan 0") if now.settings.vlan else None,
+            ("trust on", "trust off") if now.settings.trust else None,
+        ]
+        for what, clear in filter(None, left):
+            reason = f"it still carries {what}"
             table.add(vf.id, reason)
             raise Conflict(
                 f"{vf.id} stays quarantined: {reason}",
-                hint=f"clear it (ip link set {pf.netdev or pf.name} vf {index} vlan 0), "
-                "then try again",
+                hint=f"clear it (ip link set {dev} vf {index} {clear}), then try again",
             )
         table.clear(vf.id)
         EventLog(ctx.store).add("quarantine", str(vf.id), f"cleared (was: {held.reason})")

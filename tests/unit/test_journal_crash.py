@@ -343,3 +343,23 @@ def test_an_undo_whose_steps_done_it_does_not_know_undoes_every_step(rig: FakeHo
 
     restart_and_check(rig)
     assert rig.hostdevs("a") == () and rig.driver(1) == "igbvf"
+
+
+def test_a_quarantined_vf_left_trusted_stays_quarantined(rig: FakeHostRig) -> None:
+    """Attach sets only MAC and VLAN: a VF freed while still trusted would reach the
+    next VM trusted (break-it pass), so unquarantine refuses it until trust is off."""
+    attach(rig.ctx, "a", rig.pf_name, index=1, mac=VM_MAC)
+    rig.hold_vfio_group(1, pid=4242)
+    detach(rig.ctx, "a", rig.pf_name, 1)
+    shutil.rmtree(rig.ctx.paths.proc_root / "4242")
+    ifindex = rig.ctx.pf(rig.pf_name, settings=False).ifindex
+    assert ifindex is not None
+    rig.netlink.set_vf(ifindex, 1, trust=True)  # what the VM's owner had asked for
+
+    with pytest.raises(Conflict, match="stays quarantined: it still carries trust on") as raised:
+        unquarantine(rig.ctx, rig.pf_name, 1)
+    assert "vf 1 trust off" in (raised.value.hint or "")
+    assert [q.vf.index for q in QuarantineTable(rig.ctx.store).all()] == [1]
+
+    rig.netlink.set_vf(ifindex, 1, trust=False)
+    assert unquarantine(rig.ctx, rig.pf_name, 1).driver == "igbvf"
